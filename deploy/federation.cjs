@@ -1,0 +1,196 @@
+/**
+ * Renders the per-node parts of serverless.yml from one node list (fedkms.config.json,
+ * or the file named by FEDKMS_CONFIG): one function, one bucket and one IAM role per
+ * node. Adding a node is a config change, not a copy-pasted section.
+ *
+ * Two targets, chosen by configuration rather than code paths in the functions:
+ * - AWS (default): names and URLs are CloudFormation intrinsics; secrets are
+ *   Secrets Manager dynamic references resolved at deploy time.
+ * - A local stack (FEDKMS_LOCAL_STACK names a JSON file written by tools/local-stack.ts):
+ *   plain names, loopback endpoints and the generated dev secrets.
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ID = /^[a-z0-9-]{1,32}$/;
+
+function loadConfig() {
+  const file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..', 'fedkms.config.json');
+  const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const nodes = (cfg.nodes || []).map((n, i) => ({ id: n.id, index: n.index || i + 1 }));
+  if (nodes.length < 2 || nodes.some((n) => !ID.test(n.id)) || new Set(nodes.map((n) => n.id)).size !== nodes.length) {
+    throw new Error(`${file}: need at least two nodes with unique ids matching ${ID}`);
+  }
+  if (!Number.isInteger(cfg.threshold) || cfg.threshold < 2 || cfg.threshold > nodes.length) {
+    throw new Error(`${file}: threshold must be an integer from 2 to the number of nodes`);
+  }
+  return { threshold: cfg.threshold, nodes, nodeTimeoutMs: cfg.nodeTimeoutMs || 1500 };
+}
+
+function loadLocal() {
+  const file = process.env.FEDKMS_LOCAL_STACK;
+  return file ? JSON.parse(fs.readFileSync(file, 'utf8')) : undefined;
+}
+
+const logical = (id) => id.replace(/(^|-)([a-z0-9])/g, (_, __, c) => c.toUpperCase());
+const bucketLogicalId = (id) => `FragmentBucket${logical(id)}`;
+
+function render(stage) {
+  const cfg = loadConfig();
+  const local = loadLocal();
+  const auditTable = `fedkms-${stage}-audit`;
+  const replayTable = `fedkms-${stage}-replay`;
+  const sm = (name, field) => `{{resolve:secretsmanager:fedkms/${stage}/${name}:SecretString:${field}}}`;
+  const secret = (name, field) => (local ? local.secrets[name][field] : sm(name, field));
+  const bucketName = (id) => (local ? `fedkms-${stage}-${id}` : { 'Fn::Sub': `fedkms-${stage}-${id}-\${AWS::AccountId}-\${AWS::Region}` });
+  const nodeUrl = (id) => (local ? local.nodeUrls[id] : `https://\${HttpApi}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/nodes/${id}`);
+  const nodesJson = JSON.stringify(
+    cfg.nodes.map((n) => ({ id: n.id, index: n.index, url: nodeUrl(n.id), x25519Public: secret(n.id, 'x25519Public') })),
+  );
+  const tableArn = (t) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:dynamodb:\${AWS::Region}:\${AWS::AccountId}:table/${t}` });
+  const localAws = local
+    ? { FEDKMS_S3_ENDPOINT: local.s3Endpoint, FEDKMS_DYNAMODB_ENDPOINT: local.dynamoEndpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' }
+    : {};
+
+  const functions = {};
+  for (const n of cfg.nodes) {
+    const bucketArn = local ? `arn:aws:s3:::fedkms-${stage}-${n.id}` : { 'Fn::GetAtt': [bucketLogicalId(n.id), 'Arn'] };
+    const objectsArn = local ? `${bucketArn}/*` : { 'Fn::Sub': `\${${bucketLogicalId(n.id)}.Arn}/*` };
+    functions[n.id] = {
+      handler: 'functions/node.handler',
+      description: `fedkms node ${n.id}: holds one share of every key, in its own bucket`,
+      environment: {
+        ...localAws,
+        NODE_ID: n.id,
+        NODE_INDEX: String(n.index),
+        FRAGMENT_BUCKET: bucketName(n.id),
+        AUDIT_TABLE: auditTable,
+        REPLAY_TABLE: replayTable,
+        NODE_WRAP_KEY: secret(n.id, 'wrapKey'),
+        NODE_X25519_PRIVATE: secret(n.id, 'x25519Private'),
+        COORDINATOR_PUBLIC_KEY: secret('coordinator', 'publicKey'),
+      },
+      // Least privilege: this node's bucket, and only its own rows of the shared tables.
+      iamRoleStatements: [
+        { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: [objectsArn] },
+        { Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [bucketArn] },
+        {
+          Effect: 'Allow',
+          Action: ['dynamodb:PutItem', 'dynamodb:Query'],
+          Resource: [tableArn(auditTable)],
+          Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [`node#${n.id}`] } },
+        },
+        {
+          Effect: 'Allow',
+          Action: ['dynamodb:PutItem'],
+          Resource: [tableArn(replayTable)],
+          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${n.id}#*`] } },
+        },
+      ],
+      events: [
+        ['GET', 'status'],
+        ['GET', 'keys'],
+        ['GET', 'key'],
+        ['GET', 'fragment'],
+        ['PUT', 'fragment'],
+        ['DELETE', 'fragment'],
+      ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
+    };
+  }
+  functions.reconstruct = {
+    handler: 'functions/reconstruct.handler',
+    description: 'fedkms coordinator: fans out to the nodes, verifies and combines',
+    timeout: 29,
+    environment: {
+      ...localAws,
+      AUDIT_TABLE: auditTable,
+      FEDKMS_THRESHOLD: String(cfg.threshold),
+      FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
+      NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+      COORDINATOR_SIGNING_KEY: secret('coordinator', 'privateKey'),
+      API_TOKEN: secret('coordinator', 'apiToken'),
+    },
+    // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
+    iamRoleStatements: [
+      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['reconstruct'] } } },
+      { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
+    ],
+    events: [
+      ['GET', '/status'],
+      ['GET', '/keys'],
+      ['POST', '/keys'],
+      ['GET', '/keys/{keyId}'],
+      ['POST', '/keys/{keyId}/reconstruct'],
+      ['GET', '/audit/verify'],
+    ].map(([method, p]) => ({ httpApi: { method, path: p } })),
+  };
+
+  const Resources = {
+    AuditTable: {
+      Type: 'AWS::DynamoDB::Table',
+      DeletionPolicy: 'Retain',
+      Properties: {
+        TableName: auditTable,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'stream', AttributeType: 'S' },
+          { AttributeName: 'seq', AttributeType: 'N' },
+        ],
+        KeySchema: [
+          { AttributeName: 'stream', KeyType: 'HASH' },
+          { AttributeName: 'seq', KeyType: 'RANGE' },
+        ],
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      },
+    },
+    ReplayTable: {
+      Type: 'AWS::DynamoDB::Table',
+      Properties: {
+        TableName: replayTable,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      },
+    },
+  };
+  for (const n of cfg.nodes) {
+    const keyId = `FragmentKey${logical(n.id)}`;
+    Resources[keyId] = {
+      Type: 'AWS::KMS::Key',
+      Properties: {
+        Description: `fedkms ${stage} ${n.id} bucket encryption`,
+        EnableKeyRotation: true,
+        KeyPolicy: {
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } }, Action: 'kms:*', Resource: '*' }],
+        },
+      },
+    };
+    Resources[bucketLogicalId(n.id)] = {
+      Type: 'AWS::S3::Bucket',
+      DeletionPolicy: 'Retain',
+      Properties: {
+        BucketName: bucketName(n.id),
+        VersioningConfiguration: { Status: 'Enabled' },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [
+            { ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: { 'Fn::GetAtt': [keyId, 'Arn'] } }, BucketKeyEnabled: true },
+          ],
+        },
+      },
+    };
+  }
+  return { cfg, functions, resources: { Resources } };
+}
+
+const stageOf = (options) => (options && options.stage) || process.env.FEDKMS_STAGE || 'dev';
+
+module.exports = {
+  functions: ({ options }) => render(stageOf(options)).functions,
+  resources: ({ options }) => render(stageOf(options)).resources,
+  render,
+  loadConfig,
+};

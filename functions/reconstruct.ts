@@ -1,0 +1,35 @@
+/**
+ * The public API (the "secure aggregator"): key import and generation, listing,
+ * description, reconstruction and audit verification. Stateless: any number of
+ * copies can run.
+ */
+import { requireBearer } from '../lib/coordinator/auth.js';
+import { coordinatorRuntime } from '../lib/coordinator/runtime.js';
+import { createKeySchema } from '../lib/coordinator/service.js';
+import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
+import { parseKeyId } from '../lib/key-id.js';
+
+/** Authenticate the client, then run `fn`; keeps every protected route one line. */
+const authed = <T>(fn: (rt: ReturnType<typeof coordinatorRuntime>, req: HttpRequest, actor: string) => Promise<T>) =>
+  async (req: HttpRequest) => {
+    const rt = coordinatorRuntime();
+    const actor = requireBearer(req.headers, rt.cfg.API_TOKEN);
+    return fn(rt, req, actor);
+  };
+
+export const handler = httpApi({
+  service: 'fedkms-reconstruct',
+  routeOf: (req) => `${req.method} ${req.rawPath.replace(/^\/keys\/[^/]+/, '/keys/{keyId}')}`,
+  routes: {
+    'GET /status': async () => coordinatorRuntime().coordinator.status(),
+    'GET /keys': authed((rt) => rt.coordinator.listKeys()),
+    'POST /keys': authed(async (rt, req, actor) => {
+      const input = parseInput(createKeySchema, req.body ?? {});
+      parseKeyId(input.keyId);
+      return { status: 201, body: await rt.coordinator.createKey(input, actor) };
+    }),
+    'GET /keys/{keyId}': authed((rt, req) => rt.coordinator.describeKey(parseKeyId(req.pathParams['keyId']))),
+    'POST /keys/{keyId}/reconstruct': authed((rt, req, actor) => rt.coordinator.reconstruct(parseKeyId(req.pathParams['keyId']), actor)),
+    'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),
+  },
+});

@@ -1,0 +1,15 @@
+/** Jest runs TypeScript through ts-jest as CommonJS; the ESM-only packages (middy, noble) are transformed too. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.(t|j)sx?$': ['ts-jest', { isolatedModules: true, tsconfig: { module: 'commonjs', moduleResolution: 'node', allowJs: true, esModuleInterop: true } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!(@middy|@noble)/)'],
+  moduleNameMapper: {
+    '^@middy/core$': '<rootDir>/node_modules/@middy/core/index.js',
+  },
+  testTimeout: 120000,
+  verbose: true,
+};

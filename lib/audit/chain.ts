@@ -1,0 +1,58 @@
+/** The audit hash chain, as pure functions: building the next link and checking a stream. */
+import { canonicalJson, sha256Hex } from '../crypto/hash.js';
+import type { AuditEntry, AuditRecord } from '../ports.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** hash = SHA-256 over the canonical JSON of the record without its own hash (prevHash included). */
+export function recordHash(r: Omit<AuditRecord, 'hash'>): string {
+  return sha256Hex(canonicalJson(r));
+}
+
+export function nextRecord(stream: string, head: AuditRecord | undefined, entry: AuditEntry, time: Date): AuditRecord {
+  const body: Omit<AuditRecord, 'hash'> = {
+    stream,
+    seq: head ? head.seq + 1 : 1,
+    time: time.toISOString(),
+    prevHash: head ? head.hash : GENESIS_HASH,
+    actor: entry.actor,
+    action: entry.action,
+    outcome: entry.outcome,
+    ...(entry.keyId !== undefined ? { keyId: entry.keyId } : {}),
+    details: entry.details ?? {},
+  };
+  return { ...body, hash: recordHash(body) };
+}
+
+export interface StreamReport {
+  stream: string;
+  records: number;
+  verifiedThrough: number;
+  ok: boolean;
+  firstBroken?: { seq: number; reason: string };
+}
+
+/** Recompute one stream's chain; report the first broken link. */
+export function verifyStream(stream: string, records: AuditRecord[]): StreamReport {
+  const sorted = [...records].sort((a, b) => a.seq - b.seq);
+  let prev = GENESIS_HASH;
+  let expectSeq = 1;
+  for (const r of sorted) {
+    const { hash, ...body } = r;
+    const reason =
+      r.seq !== expectSeq ? `expected seq ${expectSeq}` :
+      r.prevHash !== prev ? 'prevHash does not match the previous record' :
+      recordHash(body) !== hash ? 'hash does not match the record contents' : undefined;
+    if (reason) return { stream, records: sorted.length, verifiedThrough: expectSeq - 1, ok: false, firstBroken: { seq: r.seq, reason } };
+    prev = hash;
+    expectSeq += 1;
+  }
+  return { stream, records: sorted.length, verifiedThrough: sorted.length, ok: true };
+}
+
+export function verifyAll(records: AuditRecord[]): { ok: boolean; streams: StreamReport[] } {
+  const byStream = new Map<string, AuditRecord[]>();
+  for (const r of records) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r]);
+  const streams = [...byStream.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([s, rs]) => verifyStream(s, rs));
+  return { ok: streams.every((s) => s.ok), streams };
+}

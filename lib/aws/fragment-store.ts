@@ -1,0 +1,93 @@
+/** FragmentStore on one node's own S3 bucket: keys/<keyId>/v<version>.json. */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { StorageError } from '../errors.js';
+import type { FragmentStore } from '../ports.js';
+
+const objectKey = (keyId: string, version: number) => `keys/${keyId}/v${version}.json`;
+const KEY_RE = /^keys\/([a-z0-9][a-z0-9-]{0,62})\/v(\d+)\.json$/;
+
+const isNotFound = (e: unknown) => {
+  const name = (e as { name?: string }).name;
+  return name === 'NoSuchKey' || name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+};
+
+async function storage<T>(what: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError(`fragment storage unavailable (${what})`);
+  }
+}
+
+export class S3FragmentStore implements FragmentStore {
+  constructor(private readonly s3: S3Client, private readonly bucket: string) {}
+
+  async get(keyId: string, version: number): Promise<string | null> {
+    try {
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey(keyId, version) }));
+      return (await r.Body?.transformToString('utf8')) ?? null;
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw new StorageError('fragment storage unavailable (get)');
+    }
+  }
+
+  async create(keyId: string, version: number, body: string): Promise<boolean> {
+    const Key = objectKey(keyId, version);
+    const exists = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key })).then(
+      () => true,
+      (e) => {
+        if (isNotFound(e)) return false;
+        throw new StorageError('fragment storage unavailable (head)');
+      },
+    );
+    if (exists) return false;
+    await storage('put', () =>
+      this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentType: 'application/json' })),
+    );
+    return true;
+  }
+
+  async delete(keyId: string, version: number): Promise<void> {
+    await storage('delete', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey(keyId, version) })));
+  }
+
+  async list(): Promise<{ keyId: string; versions: number[] }[]> {
+    return this.listPrefix('keys/');
+  }
+
+  async versions(keyId: string): Promise<number[]> {
+    return (await this.listPrefix(`keys/${keyId}/`)).find((k) => k.keyId === keyId)?.versions ?? [];
+  }
+
+  async ping(): Promise<void> {
+    await storage('ping', () => this.s3.send(new HeadBucketCommand({ Bucket: this.bucket })));
+  }
+
+  private async listPrefix(prefix: string): Promise<{ keyId: string; versions: number[] }[]> {
+    const keys = new Map<string, number[]>();
+    let token: string | undefined;
+    do {
+      const page = await storage('list', () =>
+        this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })),
+      );
+      for (const o of page.Contents ?? []) {
+        const m = KEY_RE.exec(o.Key ?? '');
+        if (m) keys.set(m[1]!, [...(keys.get(m[1]!) ?? []), Number(m[2])]);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return [...keys.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([keyId, versions]) => ({ keyId, versions: versions.sort((a, b) => a - b) }));
+  }
+}

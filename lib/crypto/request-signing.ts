@@ -1,0 +1,51 @@
+/**
+ * Signed service-to-node requests. Ed25519 over a canonical string that binds the
+ * method, the audience node, the logical path, the query, the body hash, the time and
+ * a unique request id, so a captured request cannot be altered, redirected to
+ * another node or replayed (the node also records request ids). Pure: no I/O.
+ */
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { fromB64, toB64, utf8 } from '../encoding.js';
+import { sha256Hex } from './hash.js';
+
+export const HEADERS = {
+  signer: 'x-fedkms-signer',
+  timestamp: 'x-fedkms-timestamp',
+  requestId: 'x-fedkms-request-id',
+  signature: 'x-fedkms-signature',
+} as const;
+
+export interface RequestParts {
+  method: string;
+  audience: string;
+  path: string;
+  query: Record<string, string>;
+  body: string;
+  timestamp: string;
+  requestId: string;
+}
+
+export function canonicalRequest(p: RequestParts): string {
+  const query = Object.keys(p.query)
+    .sort()
+    .map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(p.query[k] ?? '')}`)
+    .join('&');
+  return ['FEDKMS-REQ-1', p.method.toUpperCase(), p.audience, p.path, query, sha256Hex(p.body), p.timestamp, p.requestId].join('\n');
+}
+
+export const signRequest = (privateKey: Uint8Array, p: RequestParts): string =>
+  toB64(ed25519.sign(utf8(canonicalRequest(p)), privateKey));
+
+export function verifyRequestSignature(publicKey: Uint8Array, p: RequestParts, signature: string): boolean {
+  try {
+    const sig = fromB64(signature, 'signature');
+    return sig.length === 64 && ed25519.verify(sig, utf8(canonicalRequest(p)), publicKey);
+  } catch {
+    return false;
+  }
+}
+
+export function generateSigningKey(): { privateKey: Uint8Array; publicKey: Uint8Array } {
+  const privateKey = ed25519.utils.randomSecretKey();
+  return { privateKey, publicKey: ed25519.getPublicKey(privateKey) };
+}

@@ -1,0 +1,87 @@
+/**
+ * Sealing to an X25519 public key: ephemeral X25519 + HKDF-SHA256 + AES-256-GCM.
+ * Used to hand a share to exactly one recipient (a client or a node), so relays,
+ * API Gateway and logs only ever see ciphertext.
+ */
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { BadRequestError } from '../errors.js';
+import { fromB64, toB64 } from '../encoding.js';
+import { aesGcmOpen, aesGcmSeal, hkdf, type AeadBox } from './aead.js';
+
+// DER prefixes for raw 32-byte X25519 keys (RFC 8410), so raw keys can cross the wire.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+const INFO = 'fedkms/seal/v1';
+
+export interface X25519KeyPair {
+  publicKey: Uint8Array;
+  privateKey: Uint8Array;
+}
+
+export interface SealedBox extends AeadBox {
+  epk: string;
+}
+
+export function generateX25519(): X25519KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  return {
+    publicKey: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length)),
+    privateKey: new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_PREFIX.length)),
+  };
+}
+
+export function x25519PublicFromPrivate(priv: Uint8Array): Uint8Array {
+  const key = createPublicKey(privKeyObject(priv));
+  return new Uint8Array(key.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length));
+}
+
+/** Parse a recipient key given as base64; the caller's input, so errors are 400s. */
+export function parseX25519Public(b64: string, field = 'recipient'): Uint8Array {
+  const raw = fromB64(b64, field);
+  if (raw.length !== 32) throw new BadRequestError('invalid_recipient', `${field} must be a 32-byte X25519 public key`);
+  try {
+    pubKeyObject(raw);
+  } catch {
+    throw new BadRequestError('invalid_recipient', `${field} is not a valid X25519 public key`);
+  }
+  return raw;
+}
+
+const privKeyObject = (raw: Uint8Array) =>
+  createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+const pubKeyObject = (raw: Uint8Array) =>
+  createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+
+function deriveKey(shared: Uint8Array, epk: Uint8Array, recipient: Uint8Array): Uint8Array {
+  // A small-order recipient key yields an all-zero secret; refuse rather than encrypt to nobody.
+  if (shared.every((b) => b === 0)) throw new BadRequestError('invalid_recipient', 'recipient is a small-order point');
+  return hkdf(shared, Buffer.concat([epk, recipient]), INFO);
+}
+
+function agree(priv: Uint8Array, pub: Uint8Array): Uint8Array {
+  try {
+    return new Uint8Array(diffieHellman({ privateKey: privKeyObject(priv), publicKey: pubKeyObject(pub) }));
+  } catch {
+    throw new BadRequestError('invalid_recipient', 'recipient is not a usable X25519 public key');
+  }
+}
+
+export function seal(recipient: Uint8Array, plaintext: Uint8Array, aad: string): SealedBox {
+  const eph = generateX25519();
+  const key = deriveKey(agree(eph.privateKey, recipient), eph.publicKey, recipient);
+  eph.privateKey.fill(0);
+  const box = aesGcmSeal(key, plaintext, aad);
+  key.fill(0);
+  return { epk: toB64(eph.publicKey), ...box };
+}
+
+export function open(recipientPrivate: Uint8Array, box: SealedBox, aad: string): Uint8Array {
+  const recipient = x25519PublicFromPrivate(recipientPrivate);
+  const epk = fromB64(box.epk, 'epk');
+  const key = deriveKey(agree(recipientPrivate, epk), epk, recipient);
+  try {
+    return aesGcmOpen(key, box, aad);
+  } finally {
+    key.fill(0);
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Verifiable threshold shares of a key: Feldman-VSS Shamir over the ed25519 scalar
+ * field, exactly as @noble/curves' RFC 9591 FROST implements it. The arbitrary-length
+ * user secret is wrapped under a key derived from the shared scalar `s`, so the
+ * secret is only ever recoverable by combining t verified shares. Pure: no I/O.
+ */
+import { randomBytes } from 'node:crypto';
+import { ed25519, ed25519_FROST as frost } from '@noble/curves/ed25519.js';
+import { fromB64, fromHex, toB64, toHex, wipe } from '../encoding.js';
+import { aesGcmOpen, aesGcmSeal, hkdf, type AeadBox } from './aead.js';
+import { canonicalJson, sha256Hex } from './hash.js';
+
+export const MAX_SECRET_BYTES = 4096;
+
+/** Public key package, hex-encoded for storage and the wire. `commitments[0]` is the group public key. */
+export interface PublicPackage {
+  threshold: number;
+  total: number;
+  commitments: string[];
+  verifyingShares: Record<string, string>;
+}
+
+/** The user's secret, wrapped under HKDF(s). Stored (public) beside every share. */
+export interface WrappedSecret extends AeadBox {
+  alg: 'HKDF-SHA256/A256GCM';
+  salt: string;
+  length: number;
+}
+
+export interface Share {
+  identifier: string;
+  signingShare: Uint8Array;
+}
+
+export interface DealtKey {
+  publicPackage: PublicPackage;
+  wrapped: WrappedSecret;
+  shares: Share[];
+}
+
+export const identifierFor = (index: number): string => frost.Identifier.fromNumber(index);
+
+const wrapInfo = (keyId: string) => `fedkms/wrap/v1|${keyId}`;
+const wrapAad = (keyId: string) => `fedkms/secret/v1|${keyId}`;
+
+function toNoble(p: PublicPackage) {
+  return {
+    signers: { min: p.threshold, max: p.total },
+    commitments: p.commitments.map((c) => fromHex(c, 'commitment')),
+    verifyingShares: Object.fromEntries(Object.entries(p.verifyingShares).map(([id, v]) => [id, fromHex(v, 'verifyingShare')])),
+  };
+}
+
+export const publicPackageDigest = (p: PublicPackage): string => sha256Hex(canonicalJson(p));
+export const groupPublicKey = (p: PublicPackage): string => p.commitments[0] ?? '';
+
+/**
+ * Deal a fresh random scalar `s` to `identifiers`, t-of-n, and wrap `secret` under it.
+ * The caller's secret buffer and every intermediate copy of `s` are wiped before returning.
+ */
+export function dealKey(opts: { keyId: string; threshold: number; identifiers: string[]; secret: Uint8Array }): DealtKey {
+  const { keyId, threshold, identifiers, secret } = opts;
+  if (secret.length < 1 || secret.length > MAX_SECRET_BYTES) throw new RangeError('secret length out of range');
+  const s = frost.utils.randomScalar();
+  try {
+    const deal = frost.trustedDealer({ min: threshold, max: identifiers.length }, identifiers, s);
+    const salt = randomBytes(32);
+    const k = hkdf(s, salt, wrapInfo(keyId));
+    const box = aesGcmSeal(k, secret, wrapAad(keyId));
+    wipe(k);
+    return {
+      publicPackage: {
+        threshold,
+        total: identifiers.length,
+        commitments: deal.public.commitments.map(toHex),
+        verifyingShares: Object.fromEntries(Object.entries(deal.public.verifyingShares).map(([id, v]) => [id, toHex(v)])),
+      },
+      wrapped: { alg: 'HKDF-SHA256/A256GCM', salt: toB64(salt), length: secret.length, ...box },
+      shares: identifiers.map((id) => {
+        const sh = deal.secretShares[id];
+        if (!sh) throw new Error(`dealer produced no share for ${id}`);
+        return { identifier: id, signingShare: sh.signingShare };
+      }),
+    };
+  } finally {
+    wipe(s, secret);
+  }
+}
+
+/** Feldman check of one share against the public commitments. Never throws. */
+export function isValidShare(pub: PublicPackage, share: Share): boolean {
+  try {
+    if (share.signingShare.length !== 32 || !(share.identifier in pub.verifyingShares)) return false;
+    frost.validateSecret({ identifier: share.identifier, signingShare: share.signingShare }, toNoble(pub));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class CombineError extends Error {}
+
+/** Combine exactly t verified shares into `s`, and prove it by checking s·G against the group key. */
+export function combineShares(pub: PublicPackage, shares: Share[]): Uint8Array {
+  if (shares.length < pub.threshold) throw new CombineError(`need ${pub.threshold} shares, have ${shares.length}`);
+  const chosen = shares.slice(0, pub.threshold);
+  const s = frost.combineSecret(
+    chosen.map((x) => ({ identifier: x.identifier, signingShare: x.signingShare })),
+    { min: pub.threshold, max: pub.total },
+  );
+  const Y = ed25519.Point.BASE.multiply(ed25519.Point.Fn.fromBytes(s));
+  if (toHex(Y.toBytes()) !== groupPublicKey(pub)) {
+    wipe(s);
+    throw new CombineError('combined scalar does not match the group public key');
+  }
+  return s;
+}
+
+/** Unwrap the user's secret with the combined scalar. Wipes the derived key. */
+export function unwrapSecret(keyId: string, s: Uint8Array, wrapped: WrappedSecret): Uint8Array {
+  const k = hkdf(s, fromB64(wrapped.salt, 'salt'), wrapInfo(keyId));
+  try {
+    return aesGcmOpen(k, wrapped, wrapAad(keyId));
+  } finally {
+    wipe(k);
+  }
+}

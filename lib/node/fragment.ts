@@ -1,0 +1,71 @@
+/**
+ * The fragment object a node keeps in its own bucket. Everything in it is public
+ * except `share`, which is AES-256-GCM under the node's wrapping key with an AAD that
+ * binds key id, version, node id and identifier, so a copied or swapped object does
+ * not decrypt.
+ */
+import { z } from 'zod';
+import type { AeadBox } from '../crypto/aead.js';
+import type { PublicPackage, WrappedSecret } from '../crypto/shares.js';
+
+export const FRAGMENT_FORMAT = 'fedkms.fragment.v1';
+
+const box = { iv: z.string(), ct: z.string(), tag: z.string() };
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+
+export const publicPackageSchema = z.object({
+  threshold: z.number().int().min(1).max(255),
+  total: z.number().int().min(1).max(255),
+  commitments: z.array(hex32).min(1).max(255),
+  verifyingShares: z.record(hex32, hex32),
+}).strict().refine((p) => p.threshold <= p.total && p.commitments.length === p.threshold && Object.keys(p.verifyingShares).length === p.total, {
+  message: 'inconsistent public package',
+});
+
+export const wrappedSecretSchema = z.object({
+  alg: z.literal('HKDF-SHA256/A256GCM'),
+  salt: z.string(),
+  length: z.number().int().min(1).max(4096),
+  ...box,
+}).strict();
+
+export const participantSchema = z.object({ nodeId: z.string(), identifier: hex32 }).strict();
+
+/** Public description of one key version, identical on every node that holds it. */
+export const descriptorSchema = z.object({
+  keyId: z.string(),
+  version: z.number().int().min(1),
+  type: z.literal('secret'),
+  state: z.enum(['active']),
+  createdAt: z.string(),
+  publicPackage: publicPackageSchema,
+  participants: z.array(participantSchema),
+  wrapped: wrappedSecretSchema,
+}).strict();
+
+export type KeyDescriptor = z.infer<typeof descriptorSchema>;
+
+export interface FragmentObject {
+  format: typeof FRAGMENT_FORMAT;
+  nodeId: string;
+  identifier: string;
+  descriptor: KeyDescriptor;
+  share: AeadBox;
+}
+
+export const fragmentObjectSchema = z.object({
+  format: z.literal(FRAGMENT_FORMAT),
+  nodeId: z.string(),
+  identifier: hex32,
+  descriptor: descriptorSchema,
+  share: z.object(box).strict(),
+}).strict();
+
+export const shareAad = (keyId: string, version: number, nodeId: string, identifier: string) =>
+  `fedkms/share/v1|${keyId}|${version}|${nodeId}|${identifier}`;
+export const importAad = (keyId: string, version: number, nodeId: string) => `fedkms/import/v1|${keyId}|${version}|${nodeId}`;
+export const deliveryAad = (keyId: string, version: number, nodeId: string, identifier: string) =>
+  `fedkms/fragment/v1|${keyId}|${version}|${nodeId}|${identifier}`;
+
+// Re-exported so callers need not know which module defines the wire types.
+export type { PublicPackage, WrappedSecret };

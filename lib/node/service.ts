@@ -1,0 +1,182 @@
+/**
+ * What one node does. A node holds one share per key version, encrypted at rest,
+ * and never lets it leave unsealed: shares go out only sealed to a requester's
+ * X25519 key, and only after the access has been written to the audit chain.
+ */
+import { z } from 'zod';
+import { aesGcmOpen, aesGcmSeal } from '../crypto/aead.js';
+import { canonicalJson, sha256Hex } from '../crypto/hash.js';
+import { open, seal, type SealedBox } from '../crypto/seal.js';
+import { isValidShare } from '../crypto/shares.js';
+import { wipe } from '../encoding.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, FragmentCorruptedError, NotFoundError } from '../errors.js';
+import type { AuditEntry, AuditLog, FragmentStore } from '../ports.js';
+import {
+  FRAGMENT_FORMAT,
+  deliveryAad,
+  descriptorSchema,
+  fragmentObjectSchema,
+  importAad,
+  shareAad,
+  type FragmentObject,
+  type KeyDescriptor,
+} from './fragment.js';
+
+export interface NodeIdentity {
+  nodeId: string;
+  identifier: string;
+  wrapKey: Uint8Array;
+  x25519Private: Uint8Array;
+  version: string;
+}
+
+export interface NodeDeps {
+  store: FragmentStore;
+  audit: AuditLog;
+}
+
+export const auditStream = (nodeId: string) => `node#${nodeId}`;
+const descriptorDigest = (d: KeyDescriptor) => sha256Hex(canonicalJson(d));
+// The digest of the public part is bound into the share's AAD: a flipped byte anywhere in
+// the object, public fields included, makes the node's own decryption fail.
+const atRestAad = (nodeId: string, identifier: string, d: KeyDescriptor) =>
+  `${shareAad(d.keyId, d.version, nodeId, identifier)}|${descriptorDigest(d)}`;
+
+const sealedBoxSchema = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();
+export const importRequestSchema = z.object({
+  identifier: z.string().regex(/^[0-9a-f]{64}$/),
+  descriptor: descriptorSchema,
+  sealedShare: sealedBoxSchema,
+}).strict();
+export type ImportRequest = z.infer<typeof importRequestSchema>;
+
+export interface FragmentResponse {
+  nodeId: string;
+  identifier: string;
+  keyId: string;
+  version: number;
+  descriptor: KeyDescriptor;
+  sealedShare: SealedBox;
+}
+
+export class NodeService {
+  constructor(private readonly id: NodeIdentity, private readonly deps: NodeDeps) {}
+
+  private async record(entry: AuditEntry): Promise<void> {
+    await this.deps.audit.append(auditStream(this.id.nodeId), entry);
+  }
+
+  /** Best effort: used on paths that already fail, where the original error must win. */
+  private async tryRecord(entry: AuditEntry): Promise<void> {
+    await this.record(entry).catch(() => undefined);
+  }
+
+  async status() {
+    let storage: 'ok' | 'unavailable' = 'ok';
+    let keyCount: number | null = null;
+    try {
+      keyCount = (await this.deps.store.list()).length;
+    } catch {
+      storage = 'unavailable';
+    }
+    return {
+      nodeId: this.id.nodeId,
+      identifier: this.id.identifier,
+      healthy: storage === 'ok',
+      storage,
+      keyCount,
+      version: this.id.version,
+      time: new Date().toISOString(),
+    };
+  }
+
+  async listKeys() {
+    return { nodeId: this.id.nodeId, keys: await this.deps.store.list() };
+  }
+
+  async describe(keyId: string, version?: number) {
+    const { object } = await this.load(keyId, version);
+    return { nodeId: this.id.nodeId, identifier: this.id.identifier, descriptor: object.descriptor };
+  }
+
+  /** This node's share of the key, sealed to `recipient`. Audited before release (fail closed). */
+  async fragment(keyId: string, recipient: Uint8Array, actor: string, version?: number): Promise<FragmentResponse> {
+    const { object, share } = await this.load(keyId, version);
+    const d = object.descriptor;
+    try {
+      await this.record({ actor, action: 'fragment.release', keyId, outcome: 'success', details: { version: d.version, sealedTo: Buffer.from(recipient).toString('base64') } });
+      const sealedShare = seal(recipient, share, deliveryAad(d.keyId, d.version, this.id.nodeId, this.id.identifier));
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, keyId, version: d.version, descriptor: d, sealedShare };
+    } finally {
+      wipe(share);
+    }
+  }
+
+  /** Store a share dealt to this node. The share must verify against the public commitments. */
+  async importShare(req: ImportRequest, actor: string): Promise<{ nodeId: string; keyId: string; version: number; stored: true }> {
+    const d = req.descriptor;
+    const me = d.participants.find((p) => p.nodeId === this.id.nodeId);
+    if (req.identifier !== this.id.identifier || !me || me.identifier !== this.id.identifier) {
+      throw new BadRequestError('wrong_node', `share is not addressed to ${this.id.nodeId}`);
+    }
+    let share: Uint8Array;
+    try {
+      share = open(this.id.x25519Private, req.sealedShare, importAad(d.keyId, d.version, this.id.nodeId));
+    } catch {
+      throw new BadRequestError('invalid_share', 'sealed share does not open for this node');
+    }
+    try {
+      if (!isValidShare(d.publicPackage, { identifier: this.id.identifier, signingShare: share })) {
+        await this.tryRecord({ actor, action: 'fragment.store', keyId: d.keyId, outcome: 'failure', details: { reason: 'share fails the commitment check' } });
+        throw new BadRequestError('invalid_share', 'share does not match the public commitments');
+      }
+      const object: FragmentObject = {
+        format: FRAGMENT_FORMAT,
+        nodeId: this.id.nodeId,
+        identifier: this.id.identifier,
+        descriptor: d,
+        share: aesGcmSeal(this.id.wrapKey, share, atRestAad(this.id.nodeId, this.id.identifier, d)),
+      };
+      if (!(await this.deps.store.create(d.keyId, d.version, JSON.stringify(object)))) {
+        throw new ConflictError('version_exists', `key ${d.keyId} v${d.version} already exists on ${this.id.nodeId}`);
+      }
+    } finally {
+      wipe(share);
+    }
+    try {
+      await this.record({ actor, action: 'fragment.store', keyId: d.keyId, outcome: 'success', details: { version: d.version } });
+    } catch {
+      // Nothing stays unaudited: undo the write.
+      await this.deps.store.delete(d.keyId, d.version).catch(() => undefined);
+      throw new AuditUnavailableError();
+    }
+    return { nodeId: this.id.nodeId, keyId: d.keyId, version: d.version, stored: true };
+  }
+
+  /** Remove one version (used to roll back an import that did not reach every node). */
+  async deleteVersion(keyId: string, version: number, actor: string) {
+    if (!(await this.deps.store.versions(keyId)).includes(version)) throw new NotFoundError('key_not_found', `key ${keyId} v${version} not found`);
+    await this.record({ actor, action: 'fragment.delete', keyId, outcome: 'success', details: { version } });
+    await this.deps.store.delete(keyId, version);
+    return { nodeId: this.id.nodeId, keyId, version, deleted: true };
+  }
+
+  private async load(keyId: string, version?: number): Promise<{ object: FragmentObject; share: Uint8Array }> {
+    const versions = await this.deps.store.versions(keyId);
+    const v = version ?? versions.at(-1);
+    if (v === undefined || !versions.includes(v)) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);
+    const raw = await this.deps.store.get(keyId, v);
+    if (raw === null) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);
+    try {
+      const object = fragmentObjectSchema.parse(JSON.parse(raw)) as FragmentObject;
+      if (object.nodeId !== this.id.nodeId || object.identifier !== this.id.identifier || object.descriptor.keyId !== keyId || object.descriptor.version !== v) {
+        throw new Error('object does not belong here');
+      }
+      const share = aesGcmOpen(this.id.wrapKey, object.share, atRestAad(this.id.nodeId, this.id.identifier, object.descriptor));
+      return { object, share };
+    } catch {
+      await this.tryRecord({ actor: this.id.nodeId, action: 'fragment.integrity', keyId, outcome: 'failure', details: { version: v, reason: 'at-rest integrity check failed' } });
+      throw new FragmentCorruptedError(this.id.nodeId, keyId);
+    }
+  }
+}

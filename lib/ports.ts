@@ -1,0 +1,44 @@
+/**
+ * The interfaces domain code depends on. lib/aws implements them against S3 and
+ * DynamoDB; unit tests use in-memory fakes.
+ */
+export interface FragmentStore {
+  /** The stored object, or null when absent. */
+  get(keyId: string, version: number): Promise<string | null>;
+  /** Store a new object; false when that version already exists (never overwrites). */
+  create(keyId: string, version: number, body: string): Promise<boolean>;
+  delete(keyId: string, version: number): Promise<void>;
+  /** Every key with its stored versions, ascending. */
+  list(): Promise<{ keyId: string; versions: number[] }[]>;
+  versions(keyId: string): Promise<number[]>;
+  /** Cheap reachability check for /status. */
+  ping(): Promise<void>;
+}
+
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  keyId?: string;
+  outcome: 'success' | 'failure' | 'denied';
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRecord extends AuditEntry {
+  stream: string;
+  seq: number;
+  time: string;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditLog {
+  /** Append to `stream`'s hash chain; throws AuditUnavailableError when it cannot. */
+  append(stream: string, entry: AuditEntry): Promise<AuditRecord>;
+  /** Every record, for verification. */
+  readAll(): Promise<AuditRecord[]>;
+}
+
+export interface ReplayGuard {
+  /** Atomically record `id` in `scope`; false if it was seen before. */
+  claim(scope: string, id: string, expiresAtEpochS: number): Promise<boolean>;
+}

@@ -1,0 +1,71 @@
+/**
+ * Per-invocation configuration, read from the function's environment. Node functions
+ * share one handler file, so nothing node-specific may be cached at module scope.
+ */
+import { z } from 'zod';
+import { fromB64 } from './encoding.js';
+
+const b64Key = (bytes: number) =>
+  z.string().transform((s, ctx) => {
+    const raw = fromB64(s);
+    if (raw.length !== bytes) ctx.addIssue({ code: 'custom', message: `expected ${bytes} bytes` });
+    return raw;
+  });
+
+const common = {
+  FEDKMS_STAGE: z.string().default('dev'),
+  FEDKMS_VERSION: z.string().default('0.1.0'),
+  AUDIT_TABLE: z.string().min(1),
+  AWS_REGION: z.string().default('us-east-1'),
+  FEDKMS_S3_ENDPOINT: z.string().url().optional(),
+  FEDKMS_DYNAMODB_ENDPOINT: z.string().url().optional(),
+};
+
+const nodeSchema = z.object({
+  ...common,
+  NODE_ID: z.string().regex(/^[a-z0-9-]{1,32}$/),
+  NODE_INDEX: z.coerce.number().int().min(1).max(255),
+  FRAGMENT_BUCKET: z.string().min(3),
+  REPLAY_TABLE: z.string().min(1),
+  NODE_WRAP_KEY: b64Key(32),
+  NODE_X25519_PRIVATE: b64Key(32),
+  COORDINATOR_PUBLIC_KEY: b64Key(32),
+  MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
+});
+
+const nodeEntry = z.object({
+  id: z.string().regex(/^[a-z0-9-]{1,32}$/),
+  index: z.number().int().min(1).max(255),
+  url: z.string().url(),
+  x25519Public: z.string(),
+});
+
+const coordinatorSchema = z.object({
+  ...common,
+  FEDKMS_THRESHOLD: z.coerce.number().int().min(1),
+  FEDKMS_NODES: z.string().transform((s, ctx) => {
+    const parsed = z.array(nodeEntry).min(1).safeParse(JSON.parse(s));
+    if (!parsed.success) ctx.addIssue({ code: 'custom', message: 'FEDKMS_NODES is not a valid node list' });
+    return parsed.success ? parsed.data : [];
+  }),
+  COORDINATOR_SIGNING_KEY: b64Key(32),
+  API_TOKEN: z.string().min(16),
+  NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
+});
+
+export type NodeConfig = z.infer<typeof nodeSchema>;
+export type CoordinatorConfig = z.infer<typeof coordinatorSchema>;
+export type NodeEndpoint = z.infer<typeof nodeEntry>;
+
+/** Misconfiguration is an operator error: fail loudly with the variable names, never the values. */
+function parse<T extends z.ZodTypeAny>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const r = schema.safeParse(env);
+  if (!r.success) {
+    const names = r.error.issues.map((i) => i.path.join('.')).join(', ');
+    throw new Error(`invalid function configuration: ${names}`);
+  }
+  return r.data;
+}
+
+export const nodeConfig = (env: NodeJS.ProcessEnv = process.env): NodeConfig => parse(nodeSchema, env);
+export const coordinatorConfig = (env: NodeJS.ProcessEnv = process.env): CoordinatorConfig => parse(coordinatorSchema, env);

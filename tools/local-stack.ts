@@ -1,0 +1,248 @@
+/**
+ * Starts a complete local federation: a local S3 server (s3rver) and a local DynamoDB
+ * server (dynalite) on loopback, the buckets and tables, fresh dev secrets, one proxy
+ * port per node, and `sls offline` serving the real handlers. Used by `npm start`,
+ * the integration tests, the demo and the benchmark; every port is free-picked unless
+ * given, so a test stack never clashes with a running federation.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, createWriteStream } from 'node:fs';
+import net from 'node:net';
+import readline from 'node:readline';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createBuckets, createTables } from '../lib/aws/provision.js';
+import { generateX25519 } from '../lib/crypto/seal.js';
+import { generateSigningKey } from '../lib/crypto/request-signing.js';
+import { toB64 } from '../lib/encoding.js';
+import { NodeProxy, type ProxyMode } from './node-proxy.js';
+
+export const ROOT = path.resolve(__dirname, '..');
+
+export interface FederationConfig {
+  threshold: number;
+  nodes: { id: string; index?: number }[];
+  nodeTimeoutMs?: number;
+}
+
+export interface LocalStackOptions {
+  /** State folder: secrets, S3 objects, descriptor, logs. */
+  dir: string;
+  /** Federation config file (default fedkms.config.json). */
+  configFile?: string;
+  stage?: string;
+  httpPort?: number;
+  s3Port?: number;
+  dynamoPort?: number;
+  /** Keep DynamoDB on disk under dir (the long-running federation) instead of in memory (tests). */
+  persist?: boolean;
+  /** Override the per-node timeout of the coordinator. */
+  nodeTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export type Secrets = Record<string, Record<string, string>>;
+
+export interface LocalStack {
+  url: string;
+  token: string;
+  config: FederationConfig;
+  stage: string;
+  s3Endpoint: string;
+  dynamoEndpoint: string;
+  secrets: Secrets;
+  proxies: Map<string, NodeProxy>;
+  descriptorFile: string;
+  logFile: string;
+  bucketOf(nodeId: string): string;
+  auditTable: string;
+  s3(): S3Client;
+  dynamo(): DynamoDBClient;
+  setNode(nodeId: string, mode: ProxyMode): Promise<void>;
+  stopDynamo(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key and API token. */
+export function generateSecrets(nodeIds: string[]): Secrets {
+  const out: Secrets = {};
+  for (const id of nodeIds) {
+    const x = generateX25519();
+    out[id] = { wrapKey: toB64(randomBytes(32)), x25519Private: toB64(x.privateKey), x25519Public: toB64(x.publicKey) };
+  }
+  const sk = generateSigningKey();
+  out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey), apiToken: randomBytes(24).toString('base64url') };
+  return out;
+}
+
+function loadOrCreateSecrets(file: string, nodeIds: string[]): Secrets {
+  if (existsSync(file)) {
+    const s = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
+    if (nodeIds.every((id) => s[id]) && s['coordinator']) return s;
+  }
+  const s = generateSecrets(nodeIds);
+  writeFileSync(file, JSON.stringify(s, null, 2), { mode: 0o600 });
+  return s;
+}
+
+async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`${what}: process exited with code ${child.exitCode}`);
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs} ms`);
+}
+
+export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
+  const log = opts.log ?? (() => undefined);
+  const stage = opts.stage ?? 'local';
+  const dir = path.resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  const configFile = path.resolve(opts.configFile ?? path.join(ROOT, 'fedkms.config.json'));
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as FederationConfig;
+  const nodeIds = config.nodes.map((n) => n.id);
+  const secrets = loadOrCreateSecrets(path.join(dir, 'secrets.json'), nodeIds);
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    cleanups.length = 0;
+  };
+
+  try {
+    // Local S3 (s3rver, objects on disk under dir/s3 so tests can tamper with them) and
+    // local DynamoDB (dynalite), in a child process of their own.
+    const servers = spawn(process.execPath, [path.join(ROOT, 'tools/local-servers.cjs'), JSON.stringify({ dir, s3Port: opts.s3Port ?? 0, dynamoPort: opts.dynamoPort ?? 0, persist: !!opts.persist })], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    cleanups.push(async () => {
+      if (servers.exitCode !== null) return;
+      const exited = new Promise((r) => servers.once('exit', r));
+      servers.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+    });
+    const lines = readline.createInterface({ input: servers.stdout! });
+    const ports = await new Promise<{ s3Port: number; dynamoPort: number }>((resolve, reject) => {
+      servers.once('exit', (code) => reject(new Error(`local S3/DynamoDB servers exited (${code})`)));
+      lines.once('line', (l) => resolve(JSON.parse(l)));
+    });
+    const s3Endpoint = `http://127.0.0.1:${ports.s3Port}`;
+    const dynamoEndpoint = `http://127.0.0.1:${ports.dynamoPort}`;
+    const stopDynamo = async () => {
+      const stopped = new Promise<void>((r) => lines.once('line', () => r()));
+      servers.stdin!.write('stop-dynamo\n');
+      await stopped;
+    };
+
+    const region = 'us-east-1';
+    // s3rver knows one account, S3RVER; dynalite accepts any credentials.
+    const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+    const s3 = () => new S3Client({ region, endpoint: s3Endpoint, forcePathStyle: true, credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    const dynamo = () => new DynamoDBClient({ region, endpoint: dynamoEndpoint, credentials });
+    const bucketOf = (id: string) => `fedkms-${stage}-${id}`;
+    const auditTable = `fedkms-${stage}-audit`;
+    await createBuckets(s3(), nodeIds.map(bucketOf));
+    await createTables(dynamo(), { audit: auditTable, replay: `fedkms-${stage}-replay` });
+    log(`local S3 (s3rver) at ${s3Endpoint}, local DynamoDB (dynalite) at ${dynamoEndpoint}`);
+
+    // One proxy per node in front of sls offline: each node gets its own loopback endpoint.
+    const httpPort = opts.httpPort || (await freePort());
+    const lambdaPort = await freePort();
+    const proxies = new Map<string, NodeProxy>();
+    for (const id of nodeIds) {
+      const p = new NodeProxy(id, `http://127.0.0.1:${httpPort}/nodes/${id}`);
+      await p.start();
+      proxies.set(id, p);
+      cleanups.push(() => p.close());
+    }
+
+    const descriptorFile = path.join(dir, 'stack.json');
+    const descriptor = {
+      stage,
+      url: `http://127.0.0.1:${httpPort}`,
+      token: secrets['coordinator']!['apiToken'],
+      s3Endpoint,
+      dynamoEndpoint,
+      nodeUrls: Object.fromEntries([...proxies].map(([id, p]) => [id, p.url])),
+      secrets,
+    };
+    writeFileSync(descriptorFile, JSON.stringify(descriptor, null, 2), { mode: 0o600 });
+
+    const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_LOCAL_STACK: descriptorFile, FEDKMS_CONFIG: configFile, FEDKMS_STAGE: stage, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
+    if (opts.nodeTimeoutMs) {
+      const cfgCopy = path.join(dir, 'fedkms.config.json');
+      writeFileSync(cfgCopy, JSON.stringify({ ...config, nodeTimeoutMs: opts.nodeTimeoutMs }));
+      env['FEDKMS_CONFIG'] = cfgCopy;
+    }
+    const logFile = path.join(dir, 'offline.log');
+    const out = createWriteStream(logFile, { flags: 'a' });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort)],
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: process.platform !== 'win32' },
+    );
+    child.stdout!.pipe(out);
+    child.stderr!.pipe(out);
+    cleanups.push(async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        child.kill('SIGTERM');
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null) {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+      }
+    });
+    const url = descriptor.url;
+    await waitFor('sls offline', async () => (await fetch(`${url}/status`)).status === 200, 90_000, child);
+    log(`sls offline on ${url} (log: ${logFile})`);
+
+    return {
+      url,
+      token: descriptor.token!,
+      config,
+      stage,
+      s3Endpoint,
+      dynamoEndpoint,
+      secrets,
+      proxies,
+      descriptorFile,
+      logFile,
+      bucketOf,
+      auditTable,
+      s3,
+      dynamo,
+      setNode: async (id, mode) => {
+        const p = proxies.get(id);
+        if (!p) throw new Error(`no node ${id}`);
+        await p.setMode(mode);
+      },
+      stopDynamo,
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * A loopback front door for one node, so that each node has its own endpoint (as in
+ * AWS, where each node can be its own API) and so that tests and the demo can take a
+ * node down (port closed: connection refused) or make it slow, without touching the
+ * node's code. Development and test tooling only; never deployed.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type ProxyMode = { kind: 'up' } | { kind: 'down' } | { kind: 'slow'; delayMs: number };
+
+export class NodeProxy {
+  private server?: http.Server;
+  private mode: ProxyMode = { kind: 'up' };
+  port = 0;
+
+  constructor(readonly nodeId: string, private readonly target: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get state(): ProxyMode {
+    return this.mode;
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer((req, res) => this.forward(req, res));
+    server.keepAliveTimeout = 1000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  async setMode(mode: ProxyMode): Promise<void> {
+    const wasDown = this.mode.kind === 'down';
+    this.mode = mode;
+    if (mode.kind === 'down' && !wasDown) await this.close();
+    if (mode.kind !== 'down' && wasDown) await this.start();
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const go = () => {
+      const upstream = http.request(
+        `${this.target}${req.url ?? '/'}`,
+        { method: req.method, headers: { ...req.headers, host: new URL(this.target).host } },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      upstream.on('error', () => {
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
+        res.end('{"error":{"code":"bad_gateway","message":"node unreachable"}}');
+      });
+      req.pipe(upstream);
+    };
+    if (this.mode.kind === 'slow') setTimeout(go, this.mode.delayMs);
+    else go();
+  }
+}
