@@ -9,6 +9,8 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!(@middy|@noble)/)'],
   moduleNameMapper: {
     '^@middy/core$': '<rootDir>/node_modules/@middy/core/index.js',
+    // Sources import siblings as ESM ('./x.js'); under ts-jest they are the .ts files.
+    '^(\.{1,2}/.*)\.js$': '$1',
   },
   testTimeout: 120000,
   verbose: true,

@@ -75,6 +75,7 @@ function render(stage) {
       iamRoleStatements: [
         { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: [objectsArn] },
         { Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [bucketArn] },
+        ...(local ? [] : [{ Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: [{ 'Fn::GetAtt': [`FragmentKey${logical(n.id)}`, 'Arn'] }] }]),
         {
           Effect: 'Allow',
           Action: ['dynamodb:PutItem', 'dynamodb:Query'],

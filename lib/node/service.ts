@@ -39,7 +39,7 @@ export const auditStream = (nodeId: string) => `node#${nodeId}`;
 const descriptorDigest = (d: KeyDescriptor) => sha256Hex(canonicalJson(d));
 // The digest of the public part is bound into the share's AAD: a flipped byte anywhere in
 // the object, public fields included, makes the node's own decryption fail.
-const atRestAad = (nodeId: string, identifier: string, d: KeyDescriptor) =>
+export const atRestAad = (nodeId: string, identifier: string, d: KeyDescriptor) =>
   `${shareAad(d.keyId, d.version, nodeId, identifier)}|${descriptorDigest(d)}`;
 
 const sealedBoxSchema = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();

@@ -1,0 +1,81 @@
+import { mockClient } from 'aws-sdk-client-mock';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBClient, ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { sdkStreamMixin } from '@smithy/util-stream';
+import { Readable } from 'node:stream';
+import { S3FragmentStore } from '../../lib/aws/fragment-store';
+import { DynamoAuditLog } from '../../lib/aws/audit-log';
+import { DynamoReplayGuard } from '../../lib/aws/replay-guard';
+import { AuditUnavailableError, StorageError } from '../../lib/errors';
+
+const s3 = mockClient(S3Client);
+const ddb = mockClient(DynamoDBDocumentClient);
+const notFound = () => Object.assign(new Error('nf'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
+const conflict = () => new ConditionalCheckFailedException({ message: 'exists', $metadata: {} });
+
+beforeEach(() => {
+  s3.reset();
+  ddb.reset();
+});
+
+describe('S3FragmentStore', () => {
+  const store = () => new S3FragmentStore(new S3Client({ region: 'us-east-1' }), 'b');
+
+  it('reads an object and maps a missing one to null', async () => {
+    s3.on(GetObjectCommand, { Key: 'keys/k/v1.json' }).resolves({ Body: sdkStreamMixin(Readable.from([Buffer.from('{"a":1}')])) });
+    s3.on(GetObjectCommand, { Key: 'keys/k/v2.json' }).rejects(Object.assign(new Error('x'), { name: 'NoSuchKey' }));
+    expect(await store().get('k', 1)).toBe('{"a":1}');
+    expect(await store().get('k', 2)).toBeNull();
+  });
+
+  it('never overwrites an existing version', async () => {
+    s3.on(HeadObjectCommand).resolves({});
+    expect(await store().create('k', 1, '{}')).toBe(false);
+    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    s3.on(HeadObjectCommand).rejects(notFound());
+    s3.on(PutObjectCommand).resolves({});
+    expect(await store().create('k', 1, '{}')).toBe(true);
+    expect(s3.commandCalls(PutObjectCommand)[0]!.args[0].input).toMatchObject({ Bucket: 'b', Key: 'keys/k/v1.json' });
+  });
+
+  it('lists keys and versions, ignoring foreign objects', async () => {
+    s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: 'keys/a/v2.json' }, { Key: 'keys/a/v10.json' }, { Key: 'keys/b/v1.json' }, { Key: 'junk' }] });
+    expect(await store().list()).toEqual([{ keyId: 'a', versions: [2, 10] }, { keyId: 'b', versions: [1] }]);
+  });
+
+  it('reports storage failures as StorageError', async () => {
+    s3.on(ListObjectsV2Command).rejects(new Error('boom'));
+    await expect(store().list()).rejects.toBeInstanceOf(StorageError);
+  });
+});
+
+describe('DynamoAuditLog', () => {
+  const log = () => new DynamoAuditLog(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 't');
+
+  it('retries a lost race for the next link, then appends after the new head', async () => {
+    const first = { stream: 's', seq: 1, hash: 'a'.repeat(64) };
+    const second = { stream: 's', seq: 2, hash: 'b'.repeat(64) };
+    ddb.on(QueryCommand).resolvesOnce({ Items: [first] }).resolves({ Items: [second] });
+    ddb.on(PutCommand).rejectsOnce(conflict()).resolves({});
+    const r = await log().append('s', { actor: 'x', action: 'y', outcome: 'success' });
+    expect(r).toMatchObject({ seq: 3, prevHash: 'b'.repeat(64) });
+    const puts = ddb.commandCalls(PutCommand);
+    expect(puts).toHaveLength(2);
+    expect(puts[1]!.args[0].input.ConditionExpression).toBe('attribute_not_exists(seq)');
+  });
+
+  it('fails closed with AuditUnavailableError when DynamoDB errors', async () => {
+    ddb.on(QueryCommand).rejects(new Error('down'));
+    await expect(log().append('s', { actor: 'x', action: 'y', outcome: 'success' })).rejects.toBeInstanceOf(AuditUnavailableError);
+  });
+});
+
+describe('DynamoReplayGuard', () => {
+  it('claims an id once', async () => {
+    ddb.on(PutCommand).resolvesOnce({}).rejects(conflict());
+    const g = new DynamoReplayGuard(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 'r');
+    expect(await g.claim('node1', 'id', 1)).toBe(true);
+    expect(await g.claim('node1', 'id', 1)).toBe(false);
+  });
+});
