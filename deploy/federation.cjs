@@ -80,7 +80,8 @@ function render(stage) {
           Effect: 'Allow',
           Action: ['dynamodb:PutItem', 'dynamodb:Query'],
           Resource: [tableArn(auditTable)],
-          Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [`node#${n.id}`] } },
+          // Each execution environment writes its own chain, `node#<id>#<instance>`.
+          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`node#${n.id}#*`] } },
         },
         {
           Effect: 'Allow',
@@ -102,7 +103,8 @@ function render(stage) {
   functions.reconstruct = {
     handler: 'functions/reconstruct.handler',
     description: 'fedkms coordinator: fans out to the nodes, verifies and combines',
-    timeout: 29,
+    // API Gateway HTTP APIs stop waiting at 30 s; a local stack may allow more (FEDKMS_FUNCTION_TIMEOUT).
+    timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
     environment: {
       ...localAws,
       AUDIT_TABLE: auditTable,
@@ -114,7 +116,7 @@ function render(stage) {
     },
     // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
     iamRoleStatements: [
-      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['reconstruct'] } } },
+      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['reconstruct#*'] } } },
       { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
     ],
     events: [

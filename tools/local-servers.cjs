@@ -19,7 +19,10 @@ async function main() {
   await new Promise((resolve, reject) => ddb.listen(opts.dynamoPort || 0, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
   process.stdout.write(`${JSON.stringify({ s3Port: s3addr.port, dynamoPort: ddb.address().port })}\n`);
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line.trim() === 'stop-dynamo') ddb.close(() => process.stdout.write('{"dynamo":"stopped"}\n'));
+    if (line.trim() !== 'stop-dynamo') return;
+    // Drop keep-alive connections too, or clients would keep talking to a "stopped" server.
+    ddb.close(() => process.stdout.write('{"dynamo":"stopped"}\n'));
+    ddb.closeAllConnections();
   });
   const shutdown = () => Promise.allSettled([s3.close(), new Promise((r) => ddb.close(r))]).then(() => process.exit(0));
   process.on('SIGTERM', shutdown);

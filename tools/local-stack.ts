@@ -40,6 +40,8 @@ export interface LocalStackOptions {
   persist?: boolean;
   /** Override the per-node timeout of the coordinator. */
   nodeTimeoutMs?: number;
+  /** Override every function's timeout, seconds (sls offline enforces it). */
+  functionTimeoutS?: number;
   log?: (line: string) => void;
 }
 
@@ -151,8 +153,14 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const region = 'us-east-1';
     // s3rver knows one account, S3RVER; dynalite accepts any credentials.
     const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-    const s3 = () => new S3Client({ region, endpoint: s3Endpoint, forcePathStyle: true, credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
-    const dynamo = () => new DynamoDBClient({ region, endpoint: dynamoEndpoint, credentials });
+    const s3Client = new S3Client({ region, endpoint: s3Endpoint, forcePathStyle: true, credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    const dynamoClient = new DynamoDBClient({ region, endpoint: dynamoEndpoint, credentials });
+    cleanups.push(async () => {
+      s3Client.destroy();
+      dynamoClient.destroy();
+    });
+    const s3 = () => s3Client;
+    const dynamo = () => dynamoClient;
     const bucketOf = (id: string) => `fedkms-${stage}-${id}`;
     const auditTable = `fedkms-${stage}-audit`;
     await createBuckets(s3(), nodeIds.map(bucketOf));
@@ -183,6 +191,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     writeFileSync(descriptorFile, JSON.stringify(descriptor, null, 2), { mode: 0o600 });
 
     const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_LOCAL_STACK: descriptorFile, FEDKMS_CONFIG: configFile, FEDKMS_STAGE: stage, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
+    if (opts.functionTimeoutS) env['FEDKMS_FUNCTION_TIMEOUT'] = String(opts.functionTimeoutS);
     if (opts.nodeTimeoutMs) {
       const cfgCopy = path.join(dir, 'fedkms.config.json');
       writeFileSync(cfgCopy, JSON.stringify({ ...config, nodeTimeoutMs: opts.nodeTimeoutMs }));

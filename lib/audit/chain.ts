@@ -50,9 +50,28 @@ export function verifyStream(stream: string, records: AuditRecord[]): StreamRepo
   return { stream, records: sorted.length, verifiedThrough: sorted.length, ok: true };
 }
 
-export function verifyAll(records: AuditRecord[]): { ok: boolean; streams: StreamReport[] } {
+/** The component a chain belongs to: its stream name without the instance suffix. */
+export const componentOf = (stream: string): string => stream.replace(/#[^#]*$/, '');
+
+export interface ComponentReport {
+  component: string;
+  chains: number;
+  records: number;
+  ok: boolean;
+}
+
+export function verifyAll(records: AuditRecord[]): { ok: boolean; components: ComponentReport[]; streams: StreamReport[] } {
   const byStream = new Map<string, AuditRecord[]>();
   for (const r of records) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r]);
   const streams = [...byStream.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([s, rs]) => verifyStream(s, rs));
-  return { ok: streams.every((s) => s.ok), streams };
+  const components = new Map<string, ComponentReport>();
+  for (const s of streams) {
+    const name = componentOf(s.stream);
+    const c = components.get(name) ?? { component: name, chains: 0, records: 0, ok: true };
+    c.chains += 1;
+    c.records += s.records;
+    c.ok &&= s.ok;
+    components.set(name, c);
+  }
+  return { ok: streams.every((s) => s.ok), components: [...components.values()], streams };
 }

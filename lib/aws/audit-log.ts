@@ -1,48 +1,71 @@
 /**
- * Hash-chained audit log in DynamoDB. Appends are conditional puts on (stream, seq),
- * so two concurrent writers can never both take the same link: the loser re-reads the
- * head and retries. Any failure to append surfaces as AuditUnavailableError, which the
- * callers treat as "release nothing".
+ * Hash-chained audit log in DynamoDB.
+ *
+ * Every Lambda execution environment appends to a chain of its own: partition key
+ * `<component stream>#<instance id>` (for example `node#node1#k3x9…`). An environment
+ * handles one request at a time, so its chain never sees two writers and an append
+ * is a single conditional put, with no read. One shared chain per component made a
+ * burst of concurrent Lambdas retry against each other quadratically (see the design
+ * change log). Appends stay conditional (`attribute_not_exists`), and a lost or
+ * ambiguous write is recovered by re-reading the head, so a chain can never fork.
+ * Any failure surfaces as AuditUnavailableError, which callers treat as "release nothing".
  */
+import { randomBytes } from 'node:crypto';
 import { PutCommand, QueryCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { nextRecord } from '../audit/chain.js';
 import { AuditUnavailableError } from '../errors.js';
 import type { AuditEntry, AuditLog, AuditRecord } from '../ports.js';
 
-const MAX_ATTEMPTS = 80;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MAX_ATTEMPTS = 5;
+
+/** Fixed for the life of this execution environment (module scope = one cold start). */
+const INSTANCE_ID = randomBytes(6).toString('base64url').replace(/[-_]/g, 'x');
+const heads = new Map<string, AuditRecord>();
+
+export const instanceStream = (stream: string, instance = INSTANCE_ID) => `${stream}#${instance}`;
 
 export class DynamoAuditLog implements AuditLog {
-  constructor(private readonly ddb: DynamoDBDocumentClient, private readonly table: string) {}
+  constructor(private readonly ddb: DynamoDBDocumentClient, private readonly table: string, private readonly instance = INSTANCE_ID) {}
 
   async append(stream: string, entry: AuditEntry): Promise<AuditRecord> {
+    const partition = instanceStream(stream, this.instance);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      let head: AuditRecord | undefined;
+      const record = nextRecord(partition, heads.get(partition), entry, new Date());
       try {
-        const q = await this.ddb.send(
-          new QueryCommand({
-            TableName: this.table,
-            KeyConditionExpression: '#s = :s',
-            ExpressionAttributeNames: { '#s': 'stream' },
-            ExpressionAttributeValues: { ':s': stream },
-            ScanIndexForward: false,
-            Limit: 1,
-            ConsistentRead: true,
-          }),
-        );
-        head = q.Items?.[0] as AuditRecord | undefined;
-        const record = nextRecord(stream, head, entry, new Date());
-        await this.ddb.send(
-          new PutCommand({ TableName: this.table, Item: record, ConditionExpression: 'attribute_not_exists(seq)' }),
-        );
+        await this.ddb.send(new PutCommand({ TableName: this.table, Item: record, ConditionExpression: 'attribute_not_exists(seq)' }));
+        heads.set(partition, record);
         return record;
       } catch (e) {
-        if ((e as { name?: string }).name !== 'ConditionalCheckFailedException') throw new AuditUnavailableError();
-        // Lost the race for this link; back off with jitter so contenders spread out.
-        await sleep(Math.random() * Math.min(50, 2 + attempt * 2));
+        if ((e as { name?: string }).name !== 'ConditionalCheckFailedException') {
+          // The write may or may not have landed; re-read the head before the next append.
+          heads.delete(partition);
+          throw new AuditUnavailableError();
+        }
+        await this.reloadHead(partition);
       }
     }
     throw new AuditUnavailableError();
+  }
+
+  private async reloadHead(partition: string): Promise<void> {
+    try {
+      const q = await this.ddb.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: '#s = :s',
+          ExpressionAttributeNames: { '#s': 'stream' },
+          ExpressionAttributeValues: { ':s': partition },
+          ScanIndexForward: false,
+          Limit: 1,
+          ConsistentRead: true,
+        }),
+      );
+      const head = q.Items?.[0] as AuditRecord | undefined;
+      if (head) heads.set(partition, head);
+      else heads.delete(partition);
+    } catch {
+      throw new AuditUnavailableError();
+    }
   }
 
   async readAll(): Promise<AuditRecord[]> {

@@ -282,7 +282,7 @@ function parseHexSecret(hex: string): Uint8Array {
 /** Check one node's fragment: it must come from that node, open, and pass the Feldman check. */
 function judgeFragment(n: NodeEndpoint, a: unknown, keyId: string, ephPrivate: Uint8Array): Verdict<{ d: KeyDescriptor; share: Share }> {
   const p = fragmentAnswerSchema.safeParse(a);
-  if (!p.success) return { ok: false, status: 'invalid_share', error: 'malformed fragment answer' };
+  if (!p.success) return { ok: false, status: 'error', error: 'malformed fragment answer' };
   const f = p.data;
   const identifier = identifierFor(n.index);
   if (f.nodeId !== n.id || f.identifier !== identifier || f.keyId !== keyId || f.descriptor.keyId !== keyId) {

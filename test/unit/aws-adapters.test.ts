@@ -53,20 +53,29 @@ describe('S3FragmentStore', () => {
 describe('DynamoAuditLog', () => {
   const log = () => new DynamoAuditLog(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 't');
 
-  it('retries a lost race for the next link, then appends after the new head', async () => {
-    const first = { stream: 's', seq: 1, hash: 'a'.repeat(64) };
-    const second = { stream: 's', seq: 2, hash: 'b'.repeat(64) };
-    ddb.on(QueryCommand).resolvesOnce({ Items: [first] }).resolves({ Items: [second] });
+  it('appends to its own instance chain with one conditional put and no read', async () => {
+    ddb.on(PutCommand).resolves({});
+    const l = new DynamoAuditLog(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 't', 'inst1');
+    const a = await l.append('s', { actor: 'x', action: 'y', outcome: 'success' });
+    const b = await l.append('s', { actor: 'x', action: 'z', outcome: 'success' });
+    expect(a).toMatchObject({ stream: 's#inst1', seq: 1 });
+    expect(b).toMatchObject({ stream: 's#inst1', seq: 2, prevHash: a.hash });
+    expect(ddb.commandCalls(QueryCommand)).toHaveLength(0);
+    expect(ddb.commandCalls(PutCommand)[0]!.args[0].input.ConditionExpression).toBe('attribute_not_exists(seq)');
+  });
+
+  it('on a conflicting write, re-reads the head and appends after it (never forks)', async () => {
+    const head = { stream: 's#inst2', seq: 7, hash: 'b'.repeat(64) };
+    ddb.on(QueryCommand).resolves({ Items: [head] });
     ddb.on(PutCommand).rejectsOnce(conflict()).resolves({});
-    const r = await log().append('s', { actor: 'x', action: 'y', outcome: 'success' });
-    expect(r).toMatchObject({ seq: 3, prevHash: 'b'.repeat(64) });
-    const puts = ddb.commandCalls(PutCommand);
-    expect(puts).toHaveLength(2);
-    expect(puts[1]!.args[0].input.ConditionExpression).toBe('attribute_not_exists(seq)');
+    const l = new DynamoAuditLog(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 't', 'inst2');
+    const r = await l.append('s', { actor: 'x', action: 'y', outcome: 'success' });
+    expect(r).toMatchObject({ seq: 8, prevHash: 'b'.repeat(64) });
+    expect(ddb.commandCalls(PutCommand)).toHaveLength(2);
   });
 
   it('fails closed with AuditUnavailableError when DynamoDB errors', async () => {
-    ddb.on(QueryCommand).rejects(new Error('down'));
+    ddb.on(PutCommand).rejects(new Error('down'));
     await expect(log().append('s', { actor: 'x', action: 'y', outcome: 'success' })).rejects.toBeInstanceOf(AuditUnavailableError);
   });
 });
