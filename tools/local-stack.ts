@@ -202,26 +202,17 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const child = spawn(
       process.execPath,
       [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort)],
-      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: process.platform !== 'win32' },
+      // Same process group as the caller: Ctrl-C in a terminal reaches sls offline too.
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
     cleanups.push(async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
-      try {
-        process.kill(-child.pid!, 'SIGTERM');
-      } catch {
-        child.kill('SIGTERM');
-      }
+      child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null) {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
-      }
+      if (child.exitCode === null) child.kill('SIGKILL');
     });
     const url = descriptor.url;
     await waitFor('sls offline', async () => (await fetch(`${url}/status`)).status === 200, 90_000, child);

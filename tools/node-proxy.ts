@@ -68,7 +68,9 @@ export class NodeProxy {
       });
       req.pipe(upstream);
     };
-    if (this.mode.kind === 'slow') setTimeout(go, this.mode.delayMs);
-    else go();
+    if (this.mode.kind !== 'slow') return go();
+    // A caller that gives up (timeout, cancelled) must not still reach the node later.
+    const timer = setTimeout(go, this.mode.delayMs);
+    res.on('close', () => clearTimeout(timer));
   }
 }

@@ -128,15 +128,19 @@ export class Coordinator {
 
     const result = await gather({
       nodes,
-      timeoutMs: this.deps.timeoutMs * 2,
+      // Creation is rare and must reach every node: allow for cold starts.
+      timeoutMs: Math.max(10_000, this.deps.timeoutMs * 3),
       stopEarly: false,
       call: (n, signal) => this.deps.client.call(n, { method: 'PUT', path: '/fragment', body: sealed.find((s) => s.node.id === n.id)!.body }, signal),
       judge: (): Verdict<true> => ({ ok: true, group: 'stored', need: nodes.length, value: true }),
     });
     const stored = result.winner?.members.map((m) => m.node) ?? [];
     const report = result.reports;
+    // Roll back everywhere the share may have landed: every node except those that already
+    // held this version before (version_exists), including nodes that timed out mid-write.
+    const mayHold = nodes.filter((n) => !report.find((r) => r.nodeId === n.id)?.error?.includes('version_exists'));
     const fail = async (why: string, err: FedkmsError): Promise<never> => {
-      await Promise.all(stored.map((n) => this.deleteQuietly(n, keyId, 1)));
+      await Promise.all(mayHold.map((n) => this.deleteQuietly(n, keyId, 1)));
       await this.tryRecord({ actor, action: `key.${mode}`, keyId, outcome: 'failure', details: { reason: why, nodes: report } });
       throw err;
     };
