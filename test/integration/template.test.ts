@@ -1,0 +1,90 @@
+/**
+ * The packaged CloudFormation template (`serverless package`, offline) gives every
+ * node its own function, bucket and role, and each node's role reaches only its own
+ * bucket and its own audit and replay rows. Checked for the default 3-node federation
+ * and for a 5-node one made by configuration alone.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '../..');
+
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, Record<string, string[]>> };
+
+function packageTemplate(nodeIds: string[], threshold: number) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-pkg-'));
+  const configFile = path.join(dir, 'fedkms.config.json');
+  writeFileSync(configFile, JSON.stringify({ threshold, nodes: nodeIds.map((id) => ({ id })) }));
+  const env = { ...process.env, FEDKMS_CONFIG: configFile, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
+  delete env['FEDKMS_LOCAL_STACK'];
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'package', '--stage', 'ci', '--package', path.join(dir, 'out')], { cwd: ROOT, env, stdio: 'pipe' });
+  return JSON.parse(readFileSync(path.join(dir, 'out', 'cloudformation-template-update-stack.json'), 'utf8')) as { Resources: Record<string, { Type: string; Properties: any }> };
+}
+
+const logical = (id: string) => id.replace(/(^|-)([a-z0-9])/g, (_m, _d, c: string) => c.toUpperCase());
+const statementsOf = (t: ReturnType<typeof packageTemplate>, role: string): Statement[] =>
+  t.Resources[role]!.Properties.Policies.flatMap((p: { PolicyDocument: { Statement: Statement[] } }) => p.PolicyDocument.Statement);
+const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+
+describe.each([
+  [['node1', 'node2', 'node3'], 2],
+  [['node1', 'node2', 'node3', 'node4', 'node5'], 3],
+])('packaged template for %j', (nodeIds, threshold) => {
+  let t: ReturnType<typeof packageTemplate>;
+  beforeAll(() => {
+    t = packageTemplate(nodeIds, threshold);
+  }, 120_000);
+
+  it('has one function, one bucket, one KMS key and one role per node', () => {
+    for (const id of nodeIds) {
+      const L = logical(id);
+      expect(t.Resources[`${L}LambdaFunction`]?.Type).toBe('AWS::Lambda::Function');
+      expect(t.Resources[`FragmentBucket${L}`]?.Type).toBe('AWS::S3::Bucket');
+      expect(t.Resources[`FragmentKey${L}`]?.Type).toBe('AWS::KMS::Key');
+      expect(t.Resources[`${L}IamRoleLambdaExecution`]?.Type).toBe('AWS::IAM::Role');
+      expect(t.Resources[`${L}LambdaFunction`]!.Properties.Role).toEqual({ 'Fn::GetAtt': [`${L}IamRoleLambdaExecution`, 'Arn'] });
+    }
+  });
+
+  it("lets each node's role reach only its own bucket and its own table rows", () => {
+    for (const id of nodeIds) {
+      const L = logical(id);
+      const st = statementsOf(t, `${L}IamRoleLambdaExecution`);
+      const s3 = st.filter((s) => actions(s).some((a) => a.startsWith('s3:')));
+      expect(s3.length).toBeGreaterThan(0);
+      for (const s of s3) {
+        const res = JSON.stringify(s.Resource);
+        expect(res).toContain(`FragmentBucket${L}`);
+        for (const other of nodeIds.filter((o) => o !== id)) expect(res).not.toContain(`FragmentBucket${logical(other)}"`);
+        expect(res).not.toMatch(/"\*"|arn:aws:s3:::\*/);
+      }
+      const ddb = st.filter((s) => actions(s).some((a) => a.startsWith('dynamodb:')));
+      for (const s of ddb) {
+        const keys = Object.values(s.Condition ?? {}).flatMap((c) => c['dynamodb:LeadingKeys'] ?? []);
+        expect(keys.length).toBeGreaterThan(0);
+        for (const k of keys) expect(k.startsWith(`node#${id}#`) || k.startsWith(`${id}#`)).toBe(true);
+      }
+      for (const s of st) {
+        expect(actions(s).every((a) => a !== '*' && !a.endsWith(':*'))).toBe(true);
+        expect(JSON.stringify(s.Resource)).not.toBe('"*"');
+      }
+    }
+  });
+
+  it('gives the coordinator no bucket access at all', () => {
+    const st = statementsOf(t, 'ReconstructIamRoleLambdaExecution');
+    expect(st.flatMap(actions).filter((a) => a.startsWith('s3:') || a.startsWith('kms:'))).toEqual([]);
+    const nodes = t.Resources['ReconstructLambdaFunction']!.Properties.Environment.Variables.FEDKMS_NODES;
+    expect(JSON.stringify(nodes)).toContain(`/nodes/${nodeIds.at(-1)}`);
+  });
+
+  it('keeps secrets out of the template: only Secrets Manager references', () => {
+    for (const id of nodeIds) {
+      const vars = t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables;
+      expect(vars.NODE_WRAP_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/.+\}\}$/);
+      expect(vars.NODE_X25519_PRIVATE).toMatch(/^\{\{resolve:secretsmanager:/);
+    }
+  });
+});
