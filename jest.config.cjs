@@ -12,6 +12,7 @@ module.exports = {
     // Sources import siblings as ESM ('./x.js'); under ts-jest they are the .ts files.
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.cjs'],
   testTimeout: 120000,
   verbose: true,
 };

@@ -17,7 +17,7 @@ function packageTemplate(nodeIds: string[], threshold: number) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-pkg-'));
   const configFile = path.join(dir, 'fedkms.config.json');
   writeFileSync(configFile, JSON.stringify({ threshold, nodes: nodeIds.map((id) => ({ id })) }));
-  const env = { ...process.env, FEDKMS_CONFIG: configFile, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
+  const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_CONFIG: configFile, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
   delete env['FEDKMS_LOCAL_STACK'];
   execFileSync(process.execPath, [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'package', '--stage', 'ci', '--package', path.join(dir, 'out')], { cwd: ROOT, env, stdio: 'pipe' });
   return JSON.parse(readFileSync(path.join(dir, 'out', 'cloudformation-template-update-stack.json'), 'utf8')) as { Resources: Record<string, { Type: string; Properties: any }> };
