@@ -15,8 +15,7 @@ const path = require('node:path');
 
 const ID = /^[a-z0-9-]{1,32}$/;
 
-function loadConfig() {
-  const file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..', 'fedkms.config.json');
+function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..', 'fedkms.config.json')) {
   const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
   const nodes = (cfg.nodes || []).map((n, i) => ({ id: n.id, index: n.index || i + 1 }));
   if (nodes.length < 2 || nodes.some((n) => !ID.test(n.id)) || new Set(nodes.map((n) => n.id)).size !== nodes.length) {
@@ -36,8 +35,9 @@ function loadLocal() {
 const logical = (id) => id.replace(/(^|-)([a-z0-9])/g, (_, __, c) => c.toUpperCase());
 const bucketLogicalId = (id) => `FragmentBucket${logical(id)}`;
 
-function render(stage) {
-  const cfg = loadConfig();
+/** `configFile` defaults to FEDKMS_CONFIG; the local stack also uses this to create the same tables. */
+function render(stage, configFile) {
+  const cfg = loadConfig(configFile);
   const local = loadLocal();
   const auditTable = `fedkms-${stage}-audit`;
   const replayTable = `fedkms-${stage}-replay`;

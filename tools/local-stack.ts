@@ -13,7 +13,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createBuckets, createTables } from '../lib/aws/provision.js';
+import { createBuckets, createTables, type TableDeclaration } from '../lib/aws/provision.js';
 import { generateX25519 } from '../lib/crypto/seal.js';
 import { generateSigningKey } from '../lib/crypto/request-signing.js';
 import { toB64 } from '../lib/encoding.js';
@@ -65,6 +65,15 @@ export interface LocalStack {
   setNode(nodeId: string, mode: ProxyMode): Promise<void>;
   stopDynamo(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** The DynamoDB tables of the deployment template (deploy/federation.cjs), for this stage. */
+function declaredTables(stage: string, configFile: string): TableDeclaration[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { render } = require('../deploy/federation.cjs') as { render: (stage: string, configFile: string) => { resources: { Resources: Record<string, { Type: string; Properties: unknown }> } } };
+  return Object.values(render(stage, configFile).resources.Resources)
+    .filter((r) => r.Type === 'AWS::DynamoDB::Table')
+    .map((r) => r.Properties as TableDeclaration);
 }
 
 async function freePort(): Promise<number> {
@@ -164,7 +173,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const bucketOf = (id: string) => `fedkms-${stage}-${id}`;
     const auditTable = `fedkms-${stage}-audit`;
     await createBuckets(s3(), nodeIds.map(bucketOf));
-    await createTables(dynamo(), { audit: auditTable, replay: `fedkms-${stage}-replay` });
+    await createTables(dynamo(), declaredTables(stage, configFile));
     log(`local S3 (s3rver) at ${s3Endpoint}, local DynamoDB (dynalite) at ${dynamoEndpoint}`);
 
     // One proxy per node in front of sls offline: each node gets its own loopback endpoint.

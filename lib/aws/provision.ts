@@ -10,34 +10,20 @@ export async function createBuckets(s3: S3Client, names: string[]): Promise<void
   }
 }
 
-export async function createTables(ddb: DynamoDBClient, tables: { audit: string; replay: string }): Promise<void> {
-  const ignoreExists = (e: { name?: string }) => {
-    if (e.name !== 'ResourceInUseException') throw e;
-  };
-  await ddb
-    .send(
-      new CreateTableCommand({
-        TableName: tables.audit,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'stream', AttributeType: 'S' },
-          { AttributeName: 'seq', AttributeType: 'N' },
-        ],
-        KeySchema: [
-          { AttributeName: 'stream', KeyType: 'HASH' },
-          { AttributeName: 'seq', KeyType: 'RANGE' },
-        ],
-      }),
-    )
-    .catch(ignoreExists);
-  await ddb
-    .send(
-      new CreateTableCommand({
-        TableName: tables.replay,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      }),
-    )
-    .catch(ignoreExists);
+/** A DynamoDB table as declared in the CloudFormation template (`AWS::DynamoDB::Table` properties). */
+export interface TableDeclaration {
+  TableName: string;
+  AttributeDefinitions: { AttributeName: string; AttributeType: 'S' | 'N' | 'B' }[];
+  KeySchema: { AttributeName: string; KeyType: 'HASH' | 'RANGE' }[];
+}
+
+/** Create the tables the deployment template declares, so local and cloud schemas cannot drift. */
+export async function createTables(ddb: DynamoDBClient, tables: TableDeclaration[]): Promise<void> {
+  for (const t of tables) {
+    await ddb
+      .send(new CreateTableCommand({ TableName: t.TableName, BillingMode: 'PAY_PER_REQUEST', AttributeDefinitions: t.AttributeDefinitions, KeySchema: t.KeySchema }))
+      .catch((e: { name?: string }) => {
+        if (e.name !== 'ResourceInUseException') throw e;
+      });
+  }
 }

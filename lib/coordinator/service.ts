@@ -16,7 +16,7 @@ import { deliveryAad, descriptorSchema, importAad, type KeyDescriptor } from '..
 import type { AuditEntry, AuditLog } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { gather, markDissenters, type Verdict } from './fanout.js';
-import { NodeHttpError, type NodeClient } from './node-client.js';
+import type { NodeClient } from './node-client.js';
 
 export const AUDIT_STREAM = 'reconstruct';
 
@@ -306,4 +306,3 @@ function judgeFragment(n: NodeEndpoint, a: unknown, keyId: string, ephPrivate: U
   return { ok: true, group: descriptorDigest(d), need: d.publicPackage.threshold, value: { d, share: { identifier, signingShare } } };
 }
 
-export { NodeHttpError };

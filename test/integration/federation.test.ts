@@ -70,6 +70,16 @@ describe('import and reconstruct', () => {
     expect(still.body.secret.base64).toBe(back.body.secret.base64);
   });
 
+  it('imports secrets from 1 B up to 4 KiB, and refuses larger ones', async () => {
+    const big = Buffer.alloc(4096, 0xab).toString('base64');
+    expect((await call(stack, 'POST', '/keys', { body: { keyId: 'big-4k', secretBase64: big } })).status).toBe(201);
+    expect((await reconstruct('big-4k')).body.secret.base64).toBe(big);
+    expect((await call(stack, 'POST', '/keys', { body: { keyId: 'tiny', secretHex: '7f' } })).status).toBe(201);
+    expect((await reconstruct('tiny')).body.secret.hex).toBe('7f');
+    const tooBig = await call(stack, 'POST', '/keys', { body: { keyId: 'too-big', secretBase64: Buffer.alloc(4097).toString('base64') } });
+    expect(tooBig.status).toBe(400);
+  });
+
   it('never lets a plaintext fragment leave a node: /fragment is sealed to the recipient', async () => {
     const raw = await readObject(stack, 'node1', OBJECT);
     const stored = JSON.parse(raw);
