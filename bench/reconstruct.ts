@@ -133,7 +133,7 @@ function baselineFor(stack: LocalStack): Baseline {
     const proxy = stack.proxies.get(n.id);
     const x25519Public = stack.secrets[n.id]?.['x25519Public'];
     if (!proxy || !x25519Public) throw new Error(`stack has no proxy or X25519 key for ${n.id}`);
-    return { id: n.id, index: i + 1, url: proxy.url, x25519Public };
+    return { id: n.id, index: i + 1, url: proxy.url, x25519Public, signingPublic: stack.secrets[n.id]?.['signingPublic'] ?? '' };
   });
   return { client: new NodeClient(fromB64(coordinatorKey, 'coordinator privateKey')), nodes };
 }
@@ -182,6 +182,7 @@ async function sequentialBaseline(b: Baseline): Promise<Outcome> {
     const first = got[0];
     if (!first || got.length < first.d.publicPackage.threshold) return { ok: false, ms: elapsed(started), failure: `only ${got.length} valid shares` };
     const s = combineShares(first.d.publicPackage, got.map((g) => g.share));
+    if (!first.d.wrapped) throw new Error(`${KEY_ID} holds no wrapped secret`);
     const secret = unwrapSecret(KEY_ID, s, first.d.wrapped);
     wipe(s);
     const ms = elapsed(started);

@@ -45,9 +45,8 @@ function render(stage, configFile) {
   const secret = (name, field) => (local ? local.secrets[name][field] : sm(name, field));
   const bucketName = (id) => (local ? `fedkms-${stage}-${id}` : { 'Fn::Sub': `fedkms-${stage}-${id}-\${AWS::AccountId}-\${AWS::Region}` });
   const nodeUrl = (id) => (local ? local.nodeUrls[id] : `https://\${HttpApi}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/nodes/${id}`);
-  const nodesJson = JSON.stringify(
-    cfg.nodes.map((n) => ({ id: n.id, index: n.index, url: nodeUrl(n.id), x25519Public: secret(n.id, 'x25519Public') })),
-  );
+  const peers = cfg.nodes.map((n) => ({ id: n.id, index: n.index, x25519Public: secret(n.id, 'x25519Public'), signingPublic: secret(n.id, 'signingPublic') }));
+  const nodesJson = JSON.stringify(peers.map((p) => ({ ...p, url: nodeUrl(p.id) })));
   const tableArn = (t) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:dynamodb:\${AWS::Region}:\${AWS::AccountId}:table/${t}` });
   const localAws = local
     ? { FEDKMS_S3_ENDPOINT: local.s3Endpoint, FEDKMS_DYNAMODB_ENDPOINT: local.dynamoEndpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' }
@@ -70,6 +69,8 @@ function render(stage, configFile) {
         NODE_WRAP_KEY: secret(n.id, 'wrapKey'),
         NODE_X25519_PRIVATE: secret(n.id, 'x25519Private'),
         COORDINATOR_PUBLIC_KEY: secret('coordinator', 'publicKey'),
+        NODE_SIGNING_KEY: secret(n.id, 'signingPrivate'),
+        NODE_PEERS: JSON.stringify(peers),
       },
       // Least privilege: this node's bucket, and only its own rows of the shared tables.
       iamRoleStatements: [

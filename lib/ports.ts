@@ -13,6 +13,10 @@ export interface FragmentStore {
   versions(keyId: string): Promise<number[]>;
   /** Cheap reachability check for /status. */
   ping(): Promise<void>;
+  /** Short-lived protocol state (DKG rounds, signing nonces), stored already sealed by the caller. */
+  putSession(kind: string, id: string, body: string): Promise<void>;
+  getSession(kind: string, id: string): Promise<string | null>;
+  deleteSession(kind: string, id: string): Promise<void>;
 }
 
 export interface AuditEntry {

@@ -21,6 +21,13 @@ const common = {
   FEDKMS_DYNAMODB_ENDPOINT: z.string().url().optional(),
 };
 
+const peerEntry = z.object({
+  id: z.string().regex(/^[a-z0-9-]{1,32}$/),
+  index: z.number().int().min(1).max(255),
+  x25519Public: z.string(),
+  signingPublic: z.string(),
+});
+
 const nodeSchema = z.object({
   ...common,
   NODE_ID: z.string().regex(/^[a-z0-9-]{1,32}$/),
@@ -30,15 +37,19 @@ const nodeSchema = z.object({
   NODE_WRAP_KEY: b64Key(32),
   NODE_X25519_PRIVATE: b64Key(32),
   COORDINATOR_PUBLIC_KEY: b64Key(32),
+  /** The node's own Ed25519 identity key: signs its DKG messages. */
+  NODE_SIGNING_KEY: b64Key(32),
+  /** Every node of the federation (this one included): ids, identifiers and public identity keys. */
+  NODE_PEERS: z.string().transform((s, ctx) => {
+    const parsed = z.array(peerEntry).min(1).safeParse(JSON.parse(s));
+    if (!parsed.success) ctx.addIssue({ code: 'custom', message: 'NODE_PEERS is not a valid peer list' });
+    return parsed.success ? parsed.data : [];
+  }),
+  SESSION_TTL_S: z.coerce.number().int().positive().default(300),
   MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
 });
 
-const nodeEntry = z.object({
-  id: z.string().regex(/^[a-z0-9-]{1,32}$/),
-  index: z.number().int().min(1).max(255),
-  url: z.string().url(),
-  x25519Public: z.string(),
-});
+const nodeEntry = peerEntry.extend({ url: z.string().url() });
 
 const coordinatorSchema = z.object({
   ...common,
@@ -56,6 +67,7 @@ const coordinatorSchema = z.object({
 export type NodeConfig = z.infer<typeof nodeSchema>;
 export type CoordinatorConfig = z.infer<typeof coordinatorSchema>;
 export type NodeEndpoint = z.infer<typeof nodeEntry>;
+export type PeerEntry = z.infer<typeof peerEntry>;
 
 /** Misconfiguration is an operator error: fail loudly with the variable names, never the values. */
 function parse<T extends z.ZodTypeAny>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {

@@ -92,7 +92,14 @@ export function generateSecrets(nodeIds: string[]): Secrets {
   const out: Secrets = {};
   for (const id of nodeIds) {
     const x = generateX25519();
-    out[id] = { wrapKey: toB64(randomBytes(32)), x25519Private: toB64(x.privateKey), x25519Public: toB64(x.publicKey) };
+    const sk = generateSigningKey();
+    out[id] = {
+      wrapKey: toB64(randomBytes(32)),
+      x25519Private: toB64(x.privateKey),
+      x25519Public: toB64(x.publicKey),
+      signingPrivate: toB64(sk.privateKey),
+      signingPublic: toB64(sk.publicKey),
+    };
   }
   const sk = generateSigningKey();
   out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey), apiToken: randomBytes(24).toString('base64url') };
@@ -100,11 +107,10 @@ export function generateSecrets(nodeIds: string[]): Secrets {
 }
 
 function loadOrCreateSecrets(file: string, nodeIds: string[]): Secrets {
-  if (existsSync(file)) {
-    const s = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
-    if (nodeIds.every((id) => s[id]) && s['coordinator']) return s;
-  }
-  const s = generateSecrets(nodeIds);
+  const fresh = generateSecrets(nodeIds);
+  const old = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Secrets) : {};
+  // Keep every existing value (wrapping keys protect stored fragments); add only what is missing.
+  const s: Secrets = Object.fromEntries(Object.entries(fresh).map(([name, v]) => [name, { ...v, ...(old[name] ?? {}) }]));
   writeFileSync(file, JSON.stringify(s, null, 2), { mode: 0o600 });
   return s;
 }

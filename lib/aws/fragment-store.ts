@@ -12,6 +12,7 @@ import { StorageError } from '../errors.js';
 import type { FragmentStore } from '../ports.js';
 
 const objectKey = (keyId: string, version: number) => `keys/${keyId}/v${version}.json`;
+const sessionKey = (kind: string, id: string) => `sessions/${kind}/${id}.json`;
 const KEY_RE = /^keys\/([a-z0-9][a-z0-9-]{0,62})\/v(\d+)\.json$/;
 
 const isNotFound = (e: unknown) => {
@@ -71,6 +72,26 @@ export class S3FragmentStore implements FragmentStore {
 
   async ping(): Promise<void> {
     await storage('ping', () => this.s3.send(new HeadBucketCommand({ Bucket: this.bucket })));
+  }
+
+  async putSession(kind: string, id: string, body: string): Promise<void> {
+    await storage('put session', () =>
+      this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id), Body: body, ContentType: 'application/json' })),
+    );
+  }
+
+  async getSession(kind: string, id: string): Promise<string | null> {
+    try {
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) }));
+      return (await r.Body?.transformToString('utf8')) ?? null;
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw new StorageError('fragment storage unavailable (get session)');
+    }
+  }
+
+  async deleteSession(kind: string, id: string): Promise<void> {
+    await storage('delete session', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) })));
   }
 
   private async listPrefix(prefix: string): Promise<{ keyId: string; versions: number[] }[]> {

@@ -71,7 +71,8 @@ export function summarize(d: KeyDescriptor) {
     commitments: d.publicPackage.commitments,
     verifyingShares: d.publicPackage.verifyingShares,
     participants: d.participants,
-    secretLength: d.wrapped.length,
+    origin: d.origin ?? 'import',
+    ...(d.wrapped ? { secretLength: d.wrapped.length } : {}),
   };
 }
 
@@ -112,6 +113,7 @@ export class Coordinator {
       keyId,
       version: 1,
       type: 'secret',
+      origin: mode,
       state: 'active',
       createdAt: new Date().toISOString(),
       publicPackage: dealt.publicPackage,
@@ -247,11 +249,14 @@ export class Coordinator {
       if (!w || w.members.length < w.need) {
         const err = reports.every((r) => r.status === 'not_found')
           ? new NotFoundError('key_not_found', `key ${keyId} not found`)
+          : reports.some((r) => r.error?.includes('key_not_exportable'))
+          ? new ConflictError('key_not_exportable', `key ${keyId} was born distributed and is never reconstructed; use it to sign`)
           : new QuorumError(`fewer than the threshold of nodes returned a valid share of ${keyId}`, { nodes: reports });
         await this.tryRecord({ actor, action: 'key.reconstruct', keyId, outcome: 'failure', details: { reason: err.code, nodes: reports } });
         throw err;
       }
       const d = w.members[0]!.value.d;
+      if (!d.wrapped) throw new ConflictError('key_not_exportable', `key ${keyId} holds no wrapped secret`);
       const s = combineShares(d.publicPackage, shares);
       let secret: Uint8Array;
       try {

@@ -35,12 +35,14 @@ export const participantSchema = z.object({ nodeId: z.string(), identifier: hex3
 export const descriptorSchema = z.object({
   keyId: z.string(),
   version: z.number().int().min(1),
-  type: z.literal('secret'),
+  /** `secret`: a wrapped user secret, reconstructable. `ed25519`: a signing key born by DKG, never reconstructable. */
+  type: z.enum(['secret', 'ed25519']),
+  origin: z.enum(['import', 'generate', 'dkg']).optional(),
   state: z.enum(['active']),
   createdAt: z.string(),
   publicPackage: publicPackageSchema,
   participants: z.array(participantSchema),
-  wrapped: wrappedSecretSchema,
+  wrapped: wrappedSecretSchema.optional(),
 }).strict();
 
 export type KeyDescriptor = z.infer<typeof descriptorSchema>;

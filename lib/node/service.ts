@@ -103,6 +103,12 @@ export class NodeService {
   async fragment(keyId: string, recipient: Uint8Array, actor: string, version?: number): Promise<FragmentResponse> {
     const { object, share } = await this.load(keyId, version);
     const d = object.descriptor;
+    if (d.type === 'ed25519') {
+      // Keys born distributed are never exported, whoever asks.
+      wipe(share);
+      await this.tryRecord({ actor, action: 'fragment.release', keyId, outcome: 'denied', details: { reason: 'key not exportable' } });
+      throw new ConflictError('key_not_exportable', `key ${keyId} is a distributed signing key and is never exported`);
+    }
     try {
       await this.record({ actor, action: 'fragment.release', keyId, outcome: 'success', details: { version: d.version, sealedTo: Buffer.from(recipient).toString('base64') } });
       const sealedShare = seal(recipient, share, deliveryAad(d.keyId, d.version, this.id.nodeId, this.id.identifier));

@@ -25,6 +25,16 @@ export class MemoryStore implements FragmentStore {
     return Promise.all(ids.map(async (keyId) => ({ keyId, versions: await this.versions(keyId) })));
   }
   async ping() {}
+  readonly sessions = new Map<string, string>();
+  async putSession(kind: string, id: string, body: string) {
+    this.sessions.set(`${kind}/${id}`, body);
+  }
+  async getSession(kind: string, id: string) {
+    return this.sessions.get(`${kind}/${id}`) ?? null;
+  }
+  async deleteSession(kind: string, id: string) {
+    this.sessions.delete(`${kind}/${id}`);
+  }
 }
 
 export class MemoryAudit implements AuditLog {

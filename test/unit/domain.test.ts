@@ -29,7 +29,7 @@ function federation(n: number) {
     const audit = new MemoryAudit();
     const id = `node${i + 1}`;
     return {
-      endpoint: { id, index: i + 1, url: `http://fake/${id}`, x25519Public: toB64(x.publicKey) },
+      endpoint: { id, index: i + 1, url: `http://fake/${id}`, x25519Public: toB64(x.publicKey), signingPublic: '' },
       service: new NodeService({ nodeId: id, identifier: identifierFor(i + 1), wrapKey: new Uint8Array(32).fill(i + 1), x25519Private: x.privateKey, version: 'test' }, { store, audit }),
       store,
       audit,
