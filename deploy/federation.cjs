@@ -69,6 +69,8 @@ function render(stage, configFile) {
         NODE_WRAP_KEY: secret(n.id, 'wrapKey'),
         NODE_X25519_PRIVATE: secret(n.id, 'x25519Private'),
         COORDINATOR_PUBLIC_KEY: secret('coordinator', 'publicKey'),
+        // The dashboard's key: nodes let it read key descriptions, never fragments.
+        DASHBOARD_PUBLIC_KEY: secret('dashboard', 'publicKey'),
         NODE_SIGNING_KEY: secret(n.id, 'signingPrivate'),
         NODE_PEERS: JSON.stringify(peers),
       },
@@ -98,6 +100,9 @@ function render(stage, configFile) {
         ['GET', 'fragment'],
         ['PUT', 'fragment'],
         ['DELETE', 'fragment'],
+        ...['round1', 'confirm', 'round2', 'round3', 'commit', 'abort'].map((r) => ['POST', `dkg/${r}`]),
+        ['POST', 'sign/commit'],
+        ['POST', 'sign/share'],
       ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
     };
   }
@@ -126,7 +131,34 @@ function render(stage, configFile) {
       ['POST', '/keys'],
       ['GET', '/keys/{keyId}'],
       ['POST', '/keys/{keyId}/reconstruct'],
+      ['POST', '/keys/{keyId}/sign'],
+      ['GET', '/keys/{keyId}/public'],
       ['GET', '/audit/verify'],
+    ].map(([method, p]) => ({ httpApi: { method, path: p } })),
+  };
+  functions.dashboard = {
+    handler: 'functions/dashboard.handler',
+    description: 'fedkms dashboard: node health, fragment availability, events, security log (read-only)',
+    timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
+    environment: {
+      ...localAws,
+      AUDIT_TABLE: auditTable,
+      FEDKMS_THRESHOLD: String(cfg.threshold),
+      FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
+      NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+      // Its own signing identity and viewer token: no coordinator key, no API token.
+      DASHBOARD_SIGNING_KEY: secret('dashboard', 'privateKey'),
+      DASHBOARD_TOKEN: secret('dashboard', 'viewerToken'),
+    },
+    // Least privilege: no bucket, no KMS key, no replay table. It reads the audit table
+    // and appends only to its own `dashboard#*` chains (refused sign-ins).
+    iamRoleStatements: [
+      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['dashboard#*'] } } },
+      { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
+    ],
+    events: [
+      ['GET', '/dashboard'],
+      ['GET', '/dashboard/api/state'],
     ].map(([method, p]) => ({ httpApi: { method, path: p } })),
   };
 

@@ -9,6 +9,8 @@ import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseX25519Public } from '../lib/crypto/seal.js';
 import { importRequestSchema } from '../lib/node/service.js';
 import { nodeRuntime } from '../lib/node/runtime.js';
+import { dkgSchemas } from '../lib/node/dkg.js';
+import { signSchemas } from '../lib/node/signing.js';
 
 const versionParam = z.coerce.number().int().min(1).max(1_000_000).optional();
 const fragmentQuery = z.object({ keyId: z.string(), recipient: z.string(), version: versionParam }).strict();
@@ -40,6 +42,26 @@ export const handler = httpApi({
       const body = parseInput(importRequestSchema, req.body);
       parseKeyId(body.descriptor.keyId);
       return { status: 201, body: await rt.service.importShare(body, signer) };
+    }),
+    // Distributed key generation, relayed by the coordinator (lib/node/dkg.ts).
+    'POST /dkg/round1': authed((rt, req) => {
+      const body = parseInput(dkgSchemas.round1, req.body);
+      parseKeyId(body.keyId);
+      return rt.dkg.round1(body);
+    }),
+    'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body))),
+    'POST /dkg/round2': authed((rt, req) => rt.dkg.round2(parseInput(dkgSchemas.round2, req.body))),
+    'POST /dkg/round3': authed((rt, req) => rt.dkg.round3(parseInput(dkgSchemas.round3, req.body))),
+    'POST /dkg/commit': authed(async (rt, req) => ({ status: 201, body: await rt.dkg.commit(parseInput(dkgSchemas.commit, req.body)) })),
+    'POST /dkg/abort': authed((rt, req) => rt.dkg.abort(parseInput(dkgSchemas.abort, req.body))),
+    // FROST signing (lib/node/signing.ts).
+    'POST /sign/commit': authed((rt, req) => {
+      const body = parseInput(signSchemas.commit, req.body);
+      return rt.signing.commit({ ...body, keyId: parseKeyId(body.keyId) });
+    }),
+    'POST /sign/share': authed((rt, req, signer) => {
+      const body = parseInput(signSchemas.share, req.body);
+      return rt.signing.share({ ...body, keyId: parseKeyId(body.keyId) }, signer);
     }),
     'DELETE /fragment': authed((rt, req, signer) => {
       const q = parseInput(keyQuery.required({ version: true }), req.query);

@@ -3,22 +3,25 @@
  * description, reconstruction and audit verification. Stateless: any number of
  * copies can run.
  */
-import { requireBearer } from '../lib/coordinator/auth.js';
 import { coordinatorRuntime } from '../lib/coordinator/runtime.js';
-import { createKeySchema } from '../lib/coordinator/service.js';
+import { createKeySchema, signSchema } from '../lib/coordinator/service.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseKeyId } from '../lib/key-id.js';
+import { telemetry } from '../lib/observability.js';
+
+const obs = telemetry('fedkms-reconstruct');
 
 /** Authenticate the client, then run `fn`; keeps every protected route one line. */
 const authed = <T>(fn: (rt: ReturnType<typeof coordinatorRuntime>, req: HttpRequest, actor: string) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = coordinatorRuntime();
-    const actor = requireBearer(req.headers, rt.cfg.API_TOKEN);
+    const rt = coordinatorRuntime(process.env, obs);
+    const actor = await rt.authenticate(req);
     return fn(rt, req, actor);
   };
 
 export const handler = httpApi({
   service: 'fedkms-reconstruct',
+  telemetry: obs,
   routeOf: (req) => `${req.method} ${req.rawPath.replace(/^\/keys\/[^/]+/, '/keys/{keyId}')}`,
   routes: {
     'GET /status': async () => coordinatorRuntime().coordinator.status(),
@@ -29,6 +32,8 @@ export const handler = httpApi({
       return { status: 201, body: await rt.coordinator.createKey(input, actor) };
     }),
     'GET /keys/{keyId}': authed((rt, req) => rt.coordinator.describeKey(parseKeyId(req.pathParams['keyId']))),
+    'POST /keys/{keyId}/sign': authed((rt, req, actor) => rt.coordinator.sign(parseKeyId(req.pathParams['keyId']), parseInput(signSchema, req.body ?? {}), actor)),
+    'GET /keys/{keyId}/public': authed((rt, req) => rt.coordinator.publicKey(parseKeyId(req.pathParams['keyId']))),
     'POST /keys/{keyId}/reconstruct': authed((rt, req, actor) => rt.coordinator.reconstruct(parseKeyId(req.pathParams['keyId']), actor)),
     'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),
   },

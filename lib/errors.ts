@@ -74,6 +74,32 @@ export class FragmentCorruptedError extends FedkmsError {
   }
 }
 
+export interface Culprit {
+  nodeId: string;
+  reason: string;
+}
+
+/** Another participant sent something that fails its checks: the protocol stops and names it. */
+export class PeerMisbehaviorError extends FedkmsError {
+  constructor(message: string, culprits: Culprit[]) {
+    super('peer_misbehaved', 400, message, { culprits });
+  }
+}
+
+/** A multi-party protocol run (DKG, signing) was stopped; `details` names the nodes at fault. */
+export class ProtocolAbortedError extends FedkmsError {
+  constructor(code: 'dkg_aborted' | 'signing_failed', message: string, details: ErrorDetails) {
+    super(code, 502, message, details);
+  }
+}
+
+/** A protocol session is unknown, expired, already used, or at another step. */
+export class SessionError extends FedkmsError {
+  constructor(code: 'session_not_found' | 'session_expired' | 'session_state' | 'nonce_used', message: string) {
+    super(code, 409, message);
+  }
+}
+
 export class StorageError extends FedkmsError {
   constructor(message: string) {
     super('storage_unavailable', 503, message);

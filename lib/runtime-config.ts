@@ -37,6 +37,8 @@ const nodeSchema = z.object({
   NODE_WRAP_KEY: b64Key(32),
   NODE_X25519_PRIVATE: b64Key(32),
   COORDINATOR_PUBLIC_KEY: b64Key(32),
+  /** The dashboard's Ed25519 key: it may read key descriptions, never fragments (lib/node/auth.ts). */
+  DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
   /** The node's own Ed25519 identity key: signs its DKG messages. */
   NODE_SIGNING_KEY: b64Key(32),
   /** Every node of the federation (this one included): ids, identifiers and public identity keys. */
@@ -49,7 +51,7 @@ const nodeSchema = z.object({
   MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
 });
 
-const nodeEntry = peerEntry.extend({ url: z.string().url() });
+export const nodeEntry = peerEntry.extend({ url: z.string().url() });
 
 const coordinatorSchema = z.object({
   ...common,

@@ -87,7 +87,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key and API token. */
+/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key and API token, the dashboard's key and viewer token. */
 export function generateSecrets(nodeIds: string[]): Secrets {
   const out: Secrets = {};
   for (const id of nodeIds) {
@@ -103,6 +103,9 @@ export function generateSecrets(nodeIds: string[]): Secrets {
   }
   const sk = generateSigningKey();
   out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey), apiToken: randomBytes(24).toString('base64url') };
+  // The dashboard's read-only signing identity and its viewer token (not the API token).
+  const dk = generateSigningKey();
+  out['dashboard'] = { privateKey: toB64(dk.privateKey), publicKey: toB64(dk.publicKey), viewerToken: randomBytes(24).toString('base64url') };
   return out;
 }
 

@@ -7,7 +7,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type ProxyMode = { kind: 'up' } | { kind: 'down' } | { kind: 'slow'; delayMs: number };
+/** Rewrites a JSON answer in flight: a compromised node that still holds its keys. */
+export type Rewrite = (path: string, answer: any, request: any) => any;
+
+export type ProxyMode = { kind: 'up' } | { kind: 'down' } | { kind: 'slow'; delayMs: number } | { kind: 'tamper'; rewrite: Rewrite };
 
 export class NodeProxy {
   private server?: http.Server;
@@ -53,6 +56,7 @@ export class NodeProxy {
   }
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.mode.kind === 'tamper') return this.tamper(req, res, this.mode.rewrite);
     const go = () => {
       const upstream = http.request(
         `${this.target}${req.url ?? '/'}`,
@@ -72,5 +76,42 @@ export class NodeProxy {
     // A caller that gives up (timeout, cancelled) must not still reach the node later.
     const timer = setTimeout(go, this.mode.delayMs);
     res.on('close', () => clearTimeout(timer));
+  }
+
+  /** Buffer the request and the answer, let `rewrite` change a successful JSON answer. */
+  private tamper(req: http.IncomingMessage, res: http.ServerResponse, rewrite: Rewrite): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const upstream = http.request(
+        `${this.target}${req.url ?? '/'}`,
+        // Ask for identity encoding: the answer must be readable to be rewritten.
+        { method: req.method, headers: { ...req.headers, host: new URL(this.target).host, 'content-length': String(body.length), 'accept-encoding': 'identity' } },
+        (r) => {
+          const out: Buffer[] = [];
+          r.on('data', (c: Buffer) => out.push(c));
+          r.on('end', () => {
+            let text = Buffer.concat(out).toString('utf8');
+            if ((r.statusCode ?? 500) < 300 && text) {
+              try {
+                const path = (req.url ?? '/').split('?')[0]!;
+                const requestJson = body.length ? JSON.parse(body.toString('utf8')) : undefined;
+                text = JSON.stringify(rewrite(path, JSON.parse(text), requestJson));
+              } catch {
+                // Not JSON: pass it through unchanged.
+              }
+            }
+            res.writeHead(r.statusCode ?? 502, { 'content-type': 'application/json' });
+            res.end(text);
+          });
+        },
+      );
+      upstream.on('error', () => {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end('{"error":{"code":"bad_gateway","message":"node unreachable"}}');
+      });
+      upstream.end(body);
+    });
   }
 }

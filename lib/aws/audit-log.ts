@@ -68,6 +68,28 @@ export class DynamoAuditLog implements AuditLog {
     }
   }
 
+  /**
+   * At most `maxItems` records, for views that must stay cheap (the dashboard). The table
+   * has no global order, so this is a bounded scan: `complete` says whether it saw every
+   * record; when it did not, callers must not claim the chains verified.
+   */
+  async readBounded(maxItems: number): Promise<{ records: AuditRecord[]; complete: boolean }> {
+    const out: AuditRecord[] = [];
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const page = await this.ddb.send(
+          new ScanCommand({ TableName: this.table, ExclusiveStartKey: start, ConsistentRead: true, Limit: Math.min(1000, maxItems - out.length) }),
+        );
+        out.push(...((page.Items ?? []) as AuditRecord[]));
+        start = page.LastEvaluatedKey;
+      } while (start && out.length < maxItems);
+    } catch {
+      throw new AuditUnavailableError();
+    }
+    return { records: out, complete: !start };
+  }
+
   async readAll(): Promise<AuditRecord[]> {
     const out: AuditRecord[] = [];
     let start: Record<string, unknown> | undefined;

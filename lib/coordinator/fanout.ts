@@ -5,6 +5,7 @@
  * valid answers, cancelling the calls still in flight.
  */
 import type { NodeEndpoint } from '../runtime-config.js';
+import type { Culprit } from '../errors.js';
 import { NodeHttpError } from './node-client.js';
 
 export type NodeStatus =
@@ -23,6 +24,8 @@ export interface NodeReport {
   status: NodeStatus;
   latencyMs?: number;
   error?: string;
+  /** Participants this node named as misbehaving (DKG), from its error details. */
+  culprits?: Culprit[];
 }
 
 export type Verdict<V> = { ok: true; group: string; need: number; value: V } | { ok: false; status: NodeStatus; error: string };
@@ -47,12 +50,13 @@ export interface GatherResult<V> {
 const TIMEOUT = Symbol('timeout');
 const CANCEL = Symbol('cancel');
 
-function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error: string } {
+function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error: string; culprits?: Culprit[] } {
   if (signal.aborted) return signal.reason === CANCEL ? { status: 'cancelled', error: 'not needed' } : { status: 'timeout', error: 'no answer before the timeout' };
   if (e instanceof NodeHttpError) {
     if (e.code === 'fragment_corrupted') return { status: 'corrupted', error: 'node reports its stored fragment failed the integrity check' };
     if (e.code === 'key_not_found') return { status: 'not_found', error: 'node holds no fragment of this key' };
-    return { status: 'error', error: `${e.httpStatus} ${e.code}` };
+    const culprits = Array.isArray(e.details?.['culprits']) ? (e.details['culprits'] as Culprit[]) : undefined;
+    return { status: 'error', error: `${e.httpStatus} ${e.code}`, ...(culprits ? { culprits } : {}) };
   }
   return { status: 'unreachable', error: 'connection failed' };
 }

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { HEADERS, signRequest } from '../crypto/request-signing.js';
 import type { NodeEndpoint } from '../runtime-config.js';
+import { CORRELATION_HEADER, currentCorrelationId } from '../observability.js';
 
 export interface NodeRequest {
   method: 'GET' | 'PUT' | 'DELETE' | 'POST';
@@ -12,21 +13,50 @@ export interface NodeRequest {
 
 /** A node answered, but not with success. `code` is the node's stable error code. */
 export class NodeHttpError extends Error {
-  constructor(readonly httpStatus: number, readonly code: string) {
+  constructor(readonly httpStatus: number, readonly code: string, readonly details?: Record<string, unknown>) {
     super(`node answered ${httpStatus} ${code}`);
   }
 }
 
 export type Fetch = typeof fetch;
 
+/** How one node call ended, for metrics: never carries bodies. */
+export type CallObserver = (nodeId: string, outcome: 'ok' | 'http_error' | 'network' | 'aborted', latencyMs: number) => void;
+
+export interface NodeClientOptions {
+  /** The signer name nodes look the verification key up by (default `coordinator`). */
+  signer?: string;
+  observe?: CallObserver;
+}
+
 export class NodeClient {
-  constructor(private readonly signingKey: Uint8Array, private readonly fetchImpl: Fetch = fetch) {}
+  constructor(
+    private readonly signingKey: Uint8Array,
+    private readonly fetchImpl: Fetch = fetch,
+    private readonly opts: NodeClientOptions = {},
+  ) {}
 
   async call(node: NodeEndpoint, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
+    const observe = this.opts.observe;
+    if (!observe) return this.send(node, req, signal);
+    const t0 = performance.now();
+    const ms = () => Math.round((performance.now() - t0) * 100) / 100;
+    try {
+      const out = await this.send(node, req, signal);
+      observe(node.id, 'ok', ms());
+      return out;
+    } catch (e) {
+      observe(node.id, signal.aborted ? 'aborted' : e instanceof NodeHttpError ? 'http_error' : 'network', ms());
+      throw e;
+    }
+  }
+
+  private async send(node: NodeEndpoint, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
     const query = req.query ?? {};
     const body = req.body === undefined ? '' : JSON.stringify(req.body);
     const timestamp = String(Date.now());
     const requestId = randomUUID();
+    const correlationId = currentCorrelationId();
     const signature = signRequest(this.signingKey, { method: req.method, audience: node.id, path: req.path, query, body, timestamp, requestId });
     const qs = new URLSearchParams(query).toString();
     const res = await this.fetchImpl(`${node.url.replace(/\/$/, '')}${req.path}${qs ? `?${qs}` : ''}`, {
@@ -34,7 +64,9 @@ export class NodeClient {
       signal,
       headers: {
         'content-type': 'application/json',
-        [HEADERS.signer]: 'coordinator',
+        [HEADERS.signer]: this.opts.signer ?? 'coordinator',
+        // Unsigned on purpose: it only labels log lines, and nodes check its format.
+        ...(correlationId ? { [CORRELATION_HEADER]: correlationId } : {}),
         [HEADERS.timestamp]: timestamp,
         [HEADERS.requestId]: requestId,
         [HEADERS.signature]: signature,
@@ -49,8 +81,9 @@ export class NodeClient {
       throw new NodeHttpError(res.status, 'malformed_response');
     }
     if (!res.ok) {
-      const code = (parsed as { error?: { code?: unknown } } | undefined)?.error?.code;
-      throw new NodeHttpError(res.status, typeof code === 'string' ? code : 'http_error');
+      const error = (parsed as { error?: { code?: unknown; details?: unknown } } | undefined)?.error;
+      const details = error?.details && typeof error.details === 'object' ? (error.details as Record<string, unknown>) : undefined;
+      throw new NodeHttpError(res.status, typeof error?.code === 'string' ? error.code : 'http_error', details);
     }
     return parsed;
   }

@@ -5,10 +5,20 @@
  * return a plain value; they never build responses or catch errors themselves.
  */
 import middy from '@middy/core';
-import { Logger } from '@aws-lambda-powertools/logger';
+import type { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { z } from 'zod';
 import { BadRequestError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
+import {
+  CORRELATION_HEADER,
+  MetricUnit,
+  correlationIdFor,
+  recordErrorCode,
+  recordNodeReports,
+  telemetry,
+  withCorrelationId,
+  type Telemetry,
+} from '../observability.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
@@ -21,12 +31,18 @@ export interface HttpRequest {
   headers: Record<string, string>;
   rawBody: string;
   body: unknown;
+  /** Client address as API Gateway saw it (for the audit trail of refused requests). */
+  sourceIp?: string;
+  /** The request's correlation id (see lib/observability.ts). */
+  correlationId?: string;
 }
 
 export interface HttpResult {
   status?: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** Send `body` (a string) as is, e.g. an HTML page, instead of as JSON; set content-type in headers. */
+  raw?: boolean;
 }
 
 export type RouteHandler = (req: HttpRequest, ctx: Context) => Promise<HttpResult | unknown>;
@@ -64,14 +80,17 @@ function toRequest(event: APIGatewayProxyEventV2, limit: number): HttpRequest {
     headers,
     rawBody,
     body,
+    ...(event.requestContext?.http?.sourceIp ? { sourceIp: event.requestContext.http.sourceIp } : {}),
   };
 }
 
 /** Map any error to a response; unknown errors become a bare 500 with nothing inside. */
-export function errorResponse(err: unknown, logger: Logger): APIGatewayProxyStructuredResultV2 {
+export function errorResponse(err: unknown, logger: Logger, opts: { challenge?: string } = {}): APIGatewayProxyStructuredResultV2 {
   if (err instanceof FedkmsError) {
     if (err.status >= 500) logger.warn('request failed', { code: err.code, status: err.status });
-    return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });
+    else if (err.status === 401 || err.status === 403) logger.warn('request refused', { code: err.code, status: err.status });
+    const headers: Record<string, string> = err.status === 401 && opts.challenge ? { 'www-authenticate': opts.challenge } : {};
+    return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } }, headers);
   }
   if (err instanceof z.ZodError) {
     const issues = err.issues.slice(0, 10).map((i) => ({ path: i.path.join('.'), message: i.message }));
@@ -87,28 +106,72 @@ export interface ApiOptions {
   routeOf: (req: HttpRequest) => string;
   routes: Record<string, RouteHandler>;
   maxBodyBytes?: number;
+  /** `WWW-Authenticate` value sent with every 401 (lets a browser prompt for credentials). */
+  challenge?: string;
+  /** Shared logger and metrics (default: new ones named after `service`). */
+  telemetry?: Telemetry;
 }
 
+/**
+ * Every request gets: a correlation id (from `x-fedkms-correlation-id` when well formed,
+ * echoed in the response), one structured log line with route, status and duration,
+ * and EMF metrics (requests, latency and errors per route; per-node failures and
+ * tampering from any per-node report; auth failures, replays and fail-closed audit
+ * errors by code). Log lines carry route names, codes and timings, never bodies.
+ */
 export function httpApi(opts: ApiOptions) {
-  const logger = new Logger({ serviceName: opts.service });
+  const { logger, metrics } = opts.telemetry ?? telemetry(opts.service);
   const limit = opts.maxBodyBytes ?? MAX_BODY_BYTES;
   const core = async (event: APIGatewayProxyEventV2, ctx: Context): Promise<APIGatewayProxyStructuredResultV2> => {
     const req = toRequest(event, limit);
+    req.correlationId = logger.getCorrelationId() as string | undefined;
     const key = opts.routeOf(req);
     const route = opts.routes[key];
     if (!route) throw new NotFoundError('route_not_found', `no route ${req.method} ${req.rawPath}`);
     logger.appendKeys({ route: key });
-    const out = await route(req, ctx);
+    metrics.addDimension('route', key);
+    const out = await withCorrelationId(req.correlationId ?? correlationIdFor(undefined), () => route(req, ctx));
     const result = (out && typeof out === 'object' && 'body' in out ? out : { body: out }) as HttpResult;
+    if (result.body && typeof result.body === 'object') recordNodeReports(metrics, (result.body as { nodes?: unknown }).nodes);
+    if (result.raw && typeof result.body === 'string') {
+      return { statusCode: result.status ?? 200, headers: { ...SECURITY_HEADERS, ...result.headers }, body: result.body };
+    }
     return json(result.status ?? 200, result.body, result.headers);
+  };
+  const started = new WeakMap<object, number>();
+  const finish = (request: { event: APIGatewayProxyEventV2; response: APIGatewayProxyStructuredResultV2 | null }) => {
+    const status = request.response?.statusCode ?? 500;
+    const t0 = started.get(request.event);
+    const durationMs = t0 === undefined ? undefined : Math.round((performance.now() - t0) * 100) / 100;
+    const correlationId = logger.getCorrelationId() as string | undefined;
+    if (request.response && correlationId) request.response.headers = { ...request.response.headers, [CORRELATION_HEADER]: correlationId };
+    logger.info('request', { method: request.event.requestContext?.http?.method, status, ...(durationMs !== undefined ? { durationMs } : {}) });
+    metrics.addMetric('Requests', MetricUnit.Count, 1);
+    if (durationMs !== undefined) metrics.addMetric('Latency', MetricUnit.Milliseconds, durationMs);
+    if (status >= 500) metrics.addMetric('ServerErrors', MetricUnit.Count, 1);
+    else if (status >= 400) metrics.addMetric('ClientErrors', MetricUnit.Count, 1);
+    metrics.publishStoredMetrics();
+    logger.removeKeys(['route']);
   };
   return middy(core).use({
     before: (request) => {
+      started.set(request.event, performance.now());
       logger.addContext(request.context);
+      const headers = request.event.headers ?? {};
+      const given = Object.entries(headers).find(([k]) => k.toLowerCase() === CORRELATION_HEADER)?.[1] as string | undefined;
+      // Fallback: the Lambda invocation id (unique per call everywhere; sls offline fixes the API Gateway one).
+      logger.setCorrelationId(correlationIdFor(given, request.context?.awsRequestId));
       logger.appendKeys({ requestId: request.event.requestContext?.requestId });
     },
+    after: (request) => finish(request),
     onError: (request) => {
-      request.response = errorResponse(request.error, logger);
+      const err = request.error;
+      request.response = errorResponse(err, logger, { challenge: opts.challenge });
+      if (err instanceof FedkmsError) {
+        recordErrorCode(metrics, err.code, err.status, err.details);
+        recordNodeReports(metrics, err.details?.['nodes']);
+      }
+      finish(request);
     },
   });
 }

@@ -90,6 +90,10 @@ export class NodeService {
     };
   }
 
+  versionsOf(keyId: string): Promise<number[]> {
+    return this.deps.store.versions(keyId);
+  }
+
   async listKeys() {
     return { nodeId: this.id.nodeId, keys: await this.deps.store.list() };
   }
@@ -136,21 +140,29 @@ export class NodeService {
         await this.tryRecord({ actor, action: 'fragment.store', keyId: d.keyId, outcome: 'failure', details: { reason: 'share fails the commitment check' } });
         throw new BadRequestError('invalid_share', 'share does not match the public commitments');
       }
-      const object: FragmentObject = {
-        format: FRAGMENT_FORMAT,
-        nodeId: this.id.nodeId,
-        identifier: this.id.identifier,
-        descriptor: d,
-        share: aesGcmSeal(this.id.wrapKey, share, atRestAad(this.id.nodeId, this.id.identifier, d)),
-      };
-      if (!(await this.deps.store.create(d.keyId, d.version, JSON.stringify(object)))) {
-        throw new ConflictError('version_exists', `key ${d.keyId} v${d.version} already exists on ${this.id.nodeId}`);
-      }
+      return await this.storeShare(d, share, actor);
     } finally {
       wipe(share);
     }
+  }
+
+  /**
+   * Persist a verified share of a new key version, encrypted under the wrapping key,
+   * and audit it; undone if the audit record cannot be written. Never overwrites.
+   */
+  async storeShare(d: KeyDescriptor, share: Uint8Array, actor: string): Promise<{ nodeId: string; keyId: string; version: number; stored: true }> {
+    const object: FragmentObject = {
+      format: FRAGMENT_FORMAT,
+      nodeId: this.id.nodeId,
+      identifier: this.id.identifier,
+      descriptor: d,
+      share: aesGcmSeal(this.id.wrapKey, share, atRestAad(this.id.nodeId, this.id.identifier, d)),
+    };
+    if (!(await this.deps.store.create(d.keyId, d.version, JSON.stringify(object)))) {
+      throw new ConflictError('version_exists', `key ${d.keyId} v${d.version} already exists on ${this.id.nodeId}`);
+    }
     try {
-      await this.record({ actor, action: 'fragment.store', keyId: d.keyId, outcome: 'success', details: { version: d.version } });
+      await this.record({ actor, action: 'fragment.store', keyId: d.keyId, outcome: 'success', details: { version: d.version, type: d.type } });
     } catch {
       // Nothing stays unaudited: undo the write.
       await this.deps.store.delete(d.keyId, d.version).catch(() => undefined);
@@ -167,7 +179,8 @@ export class NodeService {
     return { nodeId: this.id.nodeId, keyId, version, deleted: true };
   }
 
-  private async load(keyId: string, version?: number): Promise<{ object: FragmentObject; share: Uint8Array }> {
+  /** The stored fragment and its decrypted share; the caller wipes the share. */
+  async load(keyId: string, version?: number): Promise<{ object: FragmentObject; share: Uint8Array }> {
     const versions = await this.deps.store.versions(keyId);
     const v = version ?? versions.at(-1);
     if (v === undefined || !versions.includes(v)) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);

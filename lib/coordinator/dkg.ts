@@ -1,0 +1,131 @@
+/**
+ * The coordinator's side of DKG: it only relays. Round-1 packages are signed by
+ * their nodes, round-2 shares are sealed to their receivers, and every node checks
+ * that all others confirmed the same round-1 set, so the relay can neither read a
+ * share nor show different nodes different packages. Every node must take part;
+ * on any failure the run is aborted everywhere and the nodes at fault are named.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { identifierFor, groupPublicKey, type PublicPackage } from '../crypto/shares.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, ProtocolAbortedError, QuorumError, type Culprit } from '../errors.js';
+import type { KeyDescriptor } from '../node/fragment.js';
+import { publicPackageSchema } from '../node/fragment.js';
+import type { NodeEndpoint } from '../runtime-config.js';
+import { gather, type NodeReport, type Verdict } from './fanout.js';
+import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
+
+const round1Answer = z.object({ nodeId: z.string(), package: z.unknown(), signature: z.string() });
+const confirmAnswer = z.object({ nodeId: z.string(), digest: z.string(), signature: z.string() });
+const round2Answer = z.object({ nodeId: z.string(), shares: z.record(z.string(), z.unknown()) });
+const round3Answer = z.object({ nodeId: z.string(), publicPackage: publicPackageSchema, publicPackageDigest: z.string() });
+
+export class Dkg {
+  constructor(private readonly deps: CoordinatorDeps) {}
+
+  private get timeoutMs() {
+    // A DKG round may meet cold functions; it is rare and must reach every node.
+    return Math.max(10_000, this.deps.timeoutMs * 3);
+  }
+
+  /** Call every node with its own body; all must answer well, or the failures are returned. */
+  private async everyNode<T extends { nodeId: string }>(path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodType<T>) {
+    const nodes = this.deps.nodes;
+    const result = await gather({
+      nodes,
+      timeoutMs: this.timeoutMs,
+      stopEarly: false,
+      call: (n, signal) => this.deps.client.call(n, { method: 'POST', path, body: body(n) }, signal),
+      judge: (n, a): Verdict<T> => {
+        const p = schema.safeParse(a);
+        return p.success && p.data.nodeId === n.id ? { ok: true, group: 'all', need: nodes.length, value: p.data } : { ok: false, status: 'error', error: 'malformed answer' };
+      },
+    });
+    const answers = new Map((result.winner?.members ?? []).map((m) => [m.node.id, m.value] as const));
+    return { answers, reports: result.reports, complete: answers.size === nodes.length };
+  }
+
+  async create(input: { keyId: string; threshold: number }, actor: string) {
+    const { keyId, threshold } = input;
+    const nodes = this.deps.nodes;
+    if (threshold < 2 || threshold > nodes.length) throw new BadRequestError('invalid_threshold', `threshold must be 2 to ${nodes.length}`);
+    const sessionId = randomUUID();
+    const participants = nodes.map((n) => ({ nodeId: n.id, identifier: identifierFor(n.index) }));
+    const createdAt = new Date().toISOString();
+    await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.start', keyId, outcome: 'success', details: { sessionId, threshold, participants: nodes.map((n) => n.id) } });
+
+    let reports: NodeReport[] = [];
+    const abort = async (message: string, culprits: Culprit[], rollback = false): Promise<never> => {
+      await Promise.all(nodes.map((n) => this.quietly(n, '/dkg/abort', { sessionId, reason: message.slice(0, 200) })));
+      if (rollback) await Promise.all(nodes.map((n) => this.quietly(n, '/fragment', undefined, { keyId, version: '1' })));
+      await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.abort', keyId, outcome: 'failure', details: { sessionId, reason: message, culprits, nodes: reports } }).catch(() => undefined);
+      const unavailable = culprits.length === 0;
+      throw unavailable
+        ? new QuorumError(`DKG for ${keyId} aborted: ${message}`, { nodes: reports })
+        : new ProtocolAbortedError('dkg_aborted', `DKG for ${keyId} aborted: ${message}`, { culprits, nodes: reports });
+    };
+    const failed = (r: NodeReport[]) => r.filter((x) => x.status !== 'valid');
+    // Nodes that refused because of someone else name that someone: prefer their word.
+    const blame = (r: NodeReport[]): Culprit[] => {
+      const named = r.flatMap((x) => x.culprits ?? []);
+      return named.length ? dedupe(named) : [];
+    };
+
+    const r1 = await this.everyNode('/dkg/round1', () => ({ sessionId, keyId, threshold, participants, createdAt }), round1Answer);
+    reports = r1.reports;
+    if (!r1.complete) {
+      if (r1.reports.some((r) => r.error?.includes('key_exists'))) {
+        await abort('key exists', []).catch(() => undefined);
+        throw new ConflictError('key_exists', `key ${keyId} already exists`);
+      }
+      await abort(`round 1 failed on ${failed(r1.reports).map((x) => x.nodeId).join(', ')}`, []);
+    }
+    const round1 = nodes.map((n) => ({ nodeId: n.id, package: r1.answers.get(n.id)!.package, signature: r1.answers.get(n.id)!.signature }));
+
+    const conf = await this.everyNode('/dkg/confirm', () => ({ sessionId, round1 }), confirmAnswer);
+    reports = conf.reports;
+    if (!conf.complete) await abort('round-1 packages rejected', blame(conf.reports));
+    const confirmations = nodes.map((n) => conf.answers.get(n.id)!);
+
+    const r2 = await this.everyNode('/dkg/round2', () => ({ sessionId, confirmations }), round2Answer);
+    reports = r2.reports;
+    if (!r2.complete) await abort('transcript confirmation failed', blame(r2.reports));
+
+    // Deliver to each node the sealed shares addressed to it; the relay cannot open them.
+    const inbox = (to: NodeEndpoint) => Object.fromEntries(nodes.filter((f) => f.id !== to.id).map((f) => [f.id, r2.answers.get(f.id)!.shares[to.id]]));
+    const r3 = await this.everyNode('/dkg/round3', (n) => ({ sessionId, shares: inbox(n) }), round3Answer);
+    reports = r3.reports;
+    if (!r3.complete) await abort('round-2 shares rejected', blame(r3.reports));
+    const digests = new Set([...r3.answers.values()].map((a) => a.publicPackageDigest));
+    if (digests.size !== 1) await abort('nodes computed different group keys', nodes.map((n) => ({ nodeId: n.id, reason: 'public key package disagrees' })));
+    const first = r3.answers.get(nodes[0]!.id)!;
+    const publicPackage = first.publicPackage as PublicPackage;
+
+    const commit = await this.everyNode('/dkg/commit', () => ({ sessionId, publicPackageDigest: first.publicPackageDigest }), z.object({ nodeId: z.string(), stored: z.literal(true) }));
+    reports = commit.reports;
+    if (!commit.complete) await abort(`commit failed on ${failed(commit.reports).map((x) => x.nodeId).join(', ')}`, [], true);
+    const descriptor: KeyDescriptor = { keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt, publicPackage, participants };
+    try {
+      await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.finish', keyId, outcome: 'success', details: { sessionId, groupPublicKey: groupPublicKey(publicPackage), threshold, nodes: reports } });
+    } catch {
+      await Promise.all(nodes.map((n) => this.quietly(n, '/fragment', undefined, { keyId, version: '1' })));
+      throw new AuditUnavailableError();
+    }
+    return { key: summarize(descriptor), nodes: reports };
+  }
+
+  private async quietly(node: NodeEndpoint, path: string, body?: unknown, query?: Record<string, string>) {
+    const ctl = new AbortController();
+    const t = setTimeout(() => ctl.abort(), this.timeoutMs);
+    await this.deps.client
+      .call(node, { method: body === undefined ? 'DELETE' : 'POST', path, ...(body === undefined ? {} : { body }), ...(query ? { query } : {}) }, ctl.signal)
+      .catch(() => undefined)
+      .finally(() => clearTimeout(t));
+  }
+}
+
+function dedupe(cs: Culprit[]): Culprit[] {
+  const seen = new Map<string, Culprit>();
+  for (const c of cs) if (!seen.has(c.nodeId)) seen.set(c.nodeId, c);
+  return [...seen.values()];
+}

@@ -1,0 +1,134 @@
+/**
+ * The coordinator's side of FROST signing (RFC 9591). Round 1 takes commitments
+ * from the fastest t nodes; round 2 asks exactly those for signature shares. Every
+ * share is checked (`verifyShare`) and a cheater is named; with enough nodes left,
+ * signing starts over without the cheaters and the unresponsive. The aggregate is
+ * verified as a plain Ed25519 signature before it is returned.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { canonicalJson, sha256Hex } from '../crypto/hash.js';
+import { commitmentFromHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
+import { groupPublicKey, identifierFor } from '../crypto/shares.js';
+import { fromHex, toB64, toHex, utf8 } from '../encoding.js';
+import { AuditUnavailableError, QuorumError, type Culprit } from '../errors.js';
+import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
+import type { NodeEndpoint } from '../runtime-config.js';
+import { gather, type NodeReport, type Verdict } from './fanout.js';
+import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
+
+/** Domain separation for digest mode: a digest is never signed as if it were the message itself. */
+export const DIGEST_PREFIX = 'fedkms/digest/v1\n';
+export const digestMessage = (digest: Uint8Array) => new Uint8Array([...utf8(DIGEST_PREFIX), ...digest]);
+
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const commitAnswer = z.object({
+  nodeId: z.string(),
+  identifier: hex32,
+  keyId: z.string(),
+  version: z.number().int(),
+  commitment: z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict(),
+  descriptor: descriptorSchema,
+});
+const shareAnswer = z.object({ nodeId: z.string(), identifier: hex32, share: hex32 });
+const MAX_ATTEMPTS = 3;
+
+export class Signing {
+  constructor(private readonly deps: CoordinatorDeps) {}
+
+  async sign(keyId: string, message: Uint8Array, actor: string, mode: 'message' | 'digest') {
+    const excluded = new Map<string, Culprit>();
+    let reports: NodeReport[] = [];
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const candidates = this.deps.nodes.filter((n) => !excluded.has(n.id));
+      const sessionId = randomUUID();
+      const r1 = await gather({
+        nodes: candidates,
+        timeoutMs: this.deps.timeoutMs,
+        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId } }, signal),
+        judge: (n, a) => judgeCommit(n, a, keyId),
+      });
+      reports = mergeReports(reports, r1.reports);
+      const w = r1.winner;
+      if (!w || w.members.length < w.need) break;
+      const d = w.members[0]!.value.d;
+      const signers = w.members.map((m) => m.node);
+      const list = w.members.map((m) => m.value.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier));
+      const pub = publicPackageFromHex(d.publicPackage);
+      const commitments = list.map(commitmentFromHex);
+
+      const r2 = await gather({
+        nodes: signers,
+        timeoutMs: this.deps.timeoutMs,
+        stopEarly: false,
+        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/share', body: { sessionId, keyId, message: toB64(message), commitments: list } }, signal),
+        judge: (n, a): Verdict<Uint8Array> => {
+          const p = shareAnswer.safeParse(a);
+          const id = identifierFor(n.index);
+          if (!p.success || p.data.nodeId !== n.id || p.data.identifier !== id) return { ok: false, status: 'error', error: 'malformed answer' };
+          const share = fromHex(p.data.share);
+          // RFC 9591 §5.4: check each share against the signer's verifying share before aggregating.
+          return frost.verifyShare(pub, commitments, message, id, share)
+            ? { ok: true, group: 'shares', need: signers.length, value: share }
+            : { ok: false, status: 'invalid_share', error: 'signature share fails verification (tampered)' };
+        },
+      });
+      reports = mergeReports(reports, r2.reports);
+      for (const r of r2.reports) if (r.status !== 'valid') excluded.set(r.nodeId, { nodeId: r.nodeId, reason: r.status === 'invalid_share' ? 'invalid signature share' : r.status });
+      const got = r2.winner?.members ?? [];
+      if (got.length < signers.length) continue;
+
+      const shares = Object.fromEntries(got.map((m) => [identifierFor(m.node.index), m.value]));
+      const signature = frost.aggregate(pub, commitments, message, shares);
+      const groupKey = groupPublicKey(d.publicPackage);
+      if (!ed25519.verify(signature, message, fromHex(groupKey))) continue;
+      const cheaters = [...excluded.values()].filter((c) => c.reason === 'invalid signature share');
+      try {
+        await this.deps.audit.append(AUDIT_STREAM, {
+          actor,
+          action: 'key.sign',
+          keyId,
+          outcome: 'success',
+          details: { version: d.version, mode, messageSha256: sha256Hex(message), signers: signers.map((s) => s.id), cheaters, attempts: attempt, nodes: reports },
+        });
+      } catch {
+        throw new AuditUnavailableError();
+      }
+      return {
+        keyId,
+        version: d.version,
+        publicKey: groupKey,
+        signature: { hex: toHex(signature), base64: toB64(signature) },
+        signers: signers.map((s) => s.id),
+        cheaters,
+        attempts: attempt,
+        nodes: reports,
+      };
+    }
+    const cheaters = [...excluded.values()].filter((c) => c.reason === 'invalid signature share');
+    await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'key.sign', keyId, outcome: 'failure', details: { cheaters, nodes: reports } }).catch(() => undefined);
+    if (reports.length && reports.every((r) => r.status === 'not_found')) throw new QuorumError(`key ${keyId} not found on any node`, { nodes: reports });
+    throw new QuorumError(`fewer than the threshold of honest nodes could sign with ${keyId}`, { nodes: reports, cheaters });
+  }
+}
+
+function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string): Verdict<{ d: KeyDescriptor; commitment: CommitmentHex }> {
+  const p = commitAnswer.safeParse(a);
+  if (!p.success) return { ok: false, status: 'error', error: 'malformed commitment answer' };
+  const c = p.data;
+  const id = identifierFor(n.index);
+  if (c.nodeId !== n.id || c.identifier !== id || c.commitment.identifier !== id || c.keyId !== keyId || c.descriptor.keyId !== keyId) {
+    return { ok: false, status: 'invalid_share', error: 'answer is for another node or key' };
+  }
+  if (!isValidPublicPoint(c.commitment.hiding) || !isValidPublicPoint(c.commitment.binding)) return { ok: false, status: 'invalid_share', error: 'invalid commitment point' };
+  const d = c.descriptor as KeyDescriptor;
+  return { ok: true, group: sha256Hex(canonicalJson(d)), need: d.publicPackage.threshold, value: { d, commitment: c.commitment } };
+}
+
+/** The latest word on each node across attempts. */
+function mergeReports(prev: NodeReport[], next: NodeReport[]): NodeReport[] {
+  const m = new Map(prev.map((r) => [r.nodeId, r]));
+  for (const r of next) if (!(r.status === 'cancelled' && m.has(r.nodeId))) m.set(r.nodeId, r);
+  return [...m.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId, 'en', { numeric: true }));
+}

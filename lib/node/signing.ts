@@ -1,0 +1,104 @@
+/**
+ * A node's side of FROST signing (RFC 9591), two rounds:
+ *   commit  fresh nonces, kept sealed in the node's own storage, bound to the session,
+ *           the key version and the published commitment; only the commitment leaves
+ *   share   after checking the commitment list, consume the nonce with one atomic
+ *           DynamoDB conditional write, audit, and only then release a signature share
+ * A replayed or concurrent second round 2 for the same session finds the nonce
+ * consumed and gets nothing, on any Lambda instance.
+ */
+import { z } from 'zod';
+import { sha256Hex } from '../crypto/hash.js';
+import { commitmentFromHex, commitmentToHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
+import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
+import { BadRequestError, SessionError } from '../errors.js';
+import type { AuditLog, ReplayGuard } from '../ports.js';
+import { auditStream, type NodeIdentity, type NodeService } from './service.js';
+import { SESSION_ID, type SessionVault } from './sessions.js';
+
+const KIND = 'sign';
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const commitmentHex = z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict();
+export const MAX_MESSAGE_BYTES = 32 * 1024;
+
+export const signSchemas = {
+  commit: z.object({ sessionId: z.string().regex(SESSION_ID), keyId: z.string() }).strict(),
+  share: z.object({
+    sessionId: z.string().regex(SESSION_ID),
+    keyId: z.string(),
+    message: z.string().max(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4),
+    commitments: z.array(commitmentHex).min(1).max(255),
+  }).strict(),
+};
+
+interface SignState {
+  expiresAt: number;
+  keyId: string;
+  version: number;
+  commitment: CommitmentHex;
+  nonces: { hiding: string; binding: string };
+}
+
+export class NodeSigning {
+  constructor(
+    private readonly id: NodeIdentity,
+    private readonly node: NodeService,
+    private readonly vault: SessionVault,
+    private readonly audit: AuditLog,
+    private readonly replay: ReplayGuard,
+  ) {}
+
+  async commit(req: z.infer<typeof signSchemas.commit>) {
+    const { object, share } = await this.node.load(req.keyId);
+    try {
+      if (await this.vault.exists(KIND, req.sessionId)) throw new SessionError('session_state', `signing session ${req.sessionId} already exists`);
+      const gen = frost.commit({ identifier: this.id.identifier, signingShare: share });
+      const commitment = commitmentToHex(gen.commitments);
+      const state: SignState = { expiresAt: this.vault.expiry(), keyId: req.keyId, version: object.descriptor.version, commitment, nonces: { hiding: toHex(gen.nonces.hiding), binding: toHex(gen.nonces.binding) } };
+      wipe(gen.nonces.hiding, gen.nonces.binding);
+      await this.vault.save(KIND, req.sessionId, state);
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, keyId: req.keyId, version: state.version, commitment, descriptor: object.descriptor };
+    } finally {
+      wipe(share);
+    }
+  }
+
+  async share(req: z.infer<typeof signSchemas.share>, actor: string) {
+    const s = await this.vault.load<SignState>(KIND, req.sessionId);
+    if (s.keyId !== req.keyId) throw new BadRequestError('invalid_session', 'session is for another key');
+    const { object, share } = await this.node.load(req.keyId, s.version);
+    try {
+      const d = object.descriptor;
+      this.checkCommitments(req.commitments, s, d.participants.map((p) => p.identifier), d.publicPackage.threshold);
+      const message = fromB64(req.message, 'message');
+      if (message.length > MAX_MESSAGE_BYTES) throw new BadRequestError('message_too_large', `message exceeds ${MAX_MESSAGE_BYTES} bytes`);
+      // Single use, across every Lambda instance: the nonce is spent before any share exists.
+      if (!(await this.replay.claim(this.id.nodeId, `nonce-${req.sessionId}`, Math.ceil(s.expiresAt / 1000) + 3600))) {
+        throw new SessionError('nonce_used', `the nonce of session ${req.sessionId} was already used`);
+      }
+      await this.vault.drop(KIND, req.sessionId);
+      const signers = req.commitments.map((c) => d.participants.find((p) => p.identifier === c.identifier)!.nodeId);
+      await this.audit.append(auditStream(this.id.nodeId), { actor, action: 'sign.share', keyId: req.keyId, outcome: 'success', details: { version: s.version, sessionId: req.sessionId, messageSha256: sha256Hex(message), signers } });
+      const nonces = { hiding: fromHex(s.nonces.hiding), binding: fromHex(s.nonces.binding) };
+      const sig = frost.signShare({ identifier: this.id.identifier, signingShare: share }, publicPackageFromHex(d.publicPackage), nonces, req.commitments.map(commitmentFromHex), message);
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, share: toHex(sig) };
+    } finally {
+      wipe(share);
+    }
+  }
+
+  /** The list must hold our own commitment as published, distinct participants, and sound points only. */
+  private checkCommitments(list: CommitmentHex[], s: SignState, participants: string[], threshold: number) {
+    const ids = list.map((c) => c.identifier);
+    if (new Set(ids).size !== ids.length) throw new BadRequestError('invalid_commitments', 'duplicate signer in the commitment list');
+    if (list.length < threshold) throw new BadRequestError('invalid_commitments', `need ${threshold} signers`);
+    if (ids.some((id) => !participants.includes(id))) throw new BadRequestError('invalid_commitments', 'signer outside the key set');
+    const mine = list.find((c) => c.identifier === this.id.identifier);
+    if (!mine || mine.hiding !== s.commitment.hiding || mine.binding !== s.commitment.binding) {
+      throw new BadRequestError('invalid_commitments', 'our commitment is missing or altered');
+    }
+    if (list.some((c) => !isValidPublicPoint(c.hiding) || !isValidPublicPoint(c.binding))) {
+      throw new BadRequestError('invalid_commitments', 'identity, small-order or malformed commitment point');
+    }
+  }
+}
