@@ -103,6 +103,7 @@ function render(stage, configFile) {
         ...['round1', 'confirm', 'round2', 'round3', 'commit', 'abort'].map((r) => ['POST', `dkg/${r}`]),
         ['POST', 'sign/commit'],
         ['POST', 'sign/share'],
+        ...['deal', 'receive', 'commit'].map((r) => ['POST', `reshare/${r}`]),
       ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
     };
   }
@@ -133,6 +134,8 @@ function render(stage, configFile) {
       ['POST', '/keys/{keyId}/reconstruct'],
       ['POST', '/keys/{keyId}/sign'],
       ['GET', '/keys/{keyId}/public'],
+      ['POST', '/keys/{keyId}/refresh'],
+      ['POST', '/keys/{keyId}/reshare'],
       ['GET', '/audit/verify'],
     ].map(([method, p]) => ({ httpApi: { method, path: p } })),
   };

@@ -11,6 +11,7 @@ import { importRequestSchema } from '../lib/node/service.js';
 import { nodeRuntime } from '../lib/node/runtime.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas } from '../lib/node/signing.js';
+import { reshareSchemas } from '../lib/node/reshare.js';
 
 const versionParam = z.coerce.number().int().min(1).max(1_000_000).optional();
 const fragmentQuery = z.object({ keyId: z.string(), recipient: z.string(), version: versionParam }).strict();
@@ -63,6 +64,13 @@ export const handler = httpApi({
       const body = parseInput(signSchemas.share, req.body);
       return rt.signing.share({ ...body, keyId: parseKeyId(body.keyId) }, signer);
     }),
+    // Refresh and reshare (lib/node/reshare.ts).
+    'POST /reshare/deal': authed((rt, req, signer) => {
+      const body = parseInput(reshareSchemas.deal, req.body);
+      return rt.reshare.deal({ ...body, keyId: parseKeyId(body.keyId) }, signer);
+    }),
+    'POST /reshare/receive': authed((rt, req) => rt.reshare.receive(parseInput(reshareSchemas.receive, req.body))),
+    'POST /reshare/commit': authed(async (rt, req, signer) => ({ status: 201, body: await rt.reshare.commit(parseInput(reshareSchemas.commit, req.body), signer) })),
     'DELETE /fragment': authed((rt, req, signer) => {
       const q = parseInput(keyQuery.required({ version: true }), req.query);
       return rt.service.deleteVersion(parseKeyId(q.keyId), q.version!, signer);

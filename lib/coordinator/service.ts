@@ -10,7 +10,7 @@ import { verifyAll } from '../audit/chain.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { generateX25519, open, seal } from '../crypto/seal.js';
 import { combineShares, dealKey, groupPublicKey, identifierFor, isValidShare, unwrapSecret, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
-import { fromB64, fromHex, toB64, toHex, wipe } from '../encoding.js';
+import { fromB64, fromHex, toB64, toHex, utf8, wipe } from '../encoding.js';
 import { publicKeyFormats } from '../crypto/key-formats.js';
 import { MAX_MESSAGE_BYTES } from '../node/signing.js';
 import { AuditUnavailableError, BadRequestError, ConflictError, FedkmsError, NotFoundError, QuorumError } from '../errors.js';
@@ -21,6 +21,7 @@ import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 export { AUDIT_STREAM, summarize, type CoordinatorDeps };
 import { Dkg } from './dkg.js';
 import { gather, markDissenters, type Verdict } from './fanout.js';
+import { Reshare, type reshareSchema } from './reshare.js';
 import { Signing, digestMessage } from './signing.js';
 
 export const createKeySchema = z
@@ -56,6 +57,7 @@ export const signSchema = z
   .strict()
   .refine((b) => (b.message === undefined) !== (b.digest === undefined), { message: 'give exactly one of message or digest' });
 export type SignInput = z.infer<typeof signSchema>;
+export type ReshareInput = z.infer<typeof reshareSchema>;
 
 const fragmentAnswerSchema = z.object({
   nodeId: z.string(),
@@ -199,6 +201,13 @@ export class Coordinator {
 
   /** One key's public description, as agreed by a quorum of nodes, with per-node availability. */
   async describeKey(keyId: string) {
+    const { descriptor: d, reports } = await this.quorumView(keyId);
+    const available = reports.filter((r) => r.status === 'valid').length;
+    return { key: summarize(d), availability: { available, quorumMargin: available - d.publicPackage.threshold }, nodes: reports };
+  }
+
+  /** The descriptor of the latest version that a quorum of nodes agrees on, and each node's word. */
+  private async quorumView(keyId: string) {
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,
@@ -219,9 +228,27 @@ export class Coordinator {
       }
       throw new QuorumError(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
     }
-    const d = w.members[0]!.value;
-    const available = reports.filter((r) => r.status === 'valid').length;
-    return { key: summarize(d), availability: { available, quorumMargin: available - d.publicPackage.threshold }, nodes: reports };
+    return { descriptor: w.members[0]!.value, reports };
+  }
+
+  /** New shares of the same key for the same nodes and threshold; the old version is retired. */
+  refresh(keyId: string, input: ReshareInput, actor: string) {
+    return this.reshareRunner().run(keyId, input, actor, 'refresh');
+  }
+
+  /** New shares of the same key for a new threshold and/or node set; the group key is unchanged. */
+  reshare(keyId: string, input: ReshareInput, actor: string) {
+    return this.reshareRunner().run(keyId, input, actor, 'reshare');
+  }
+
+  private reshareRunner() {
+    return new Reshare(this.deps, {
+      describe: async (keyId) => {
+        const v = await this.quorumView(keyId);
+        return { descriptor: v.descriptor, nodes: v.reports };
+      },
+      canary: (keyId, version, nodes) => new Signing(this.deps).sign(keyId, utf8(`fedkms canary ${keyId} v${version}`), 'coordinator:canary', 'canary', { version, nodes }),
+    });
   }
 
   /**

@@ -37,17 +37,18 @@ const MAX_ATTEMPTS = 3;
 export class Signing {
   constructor(private readonly deps: CoordinatorDeps) {}
 
-  async sign(keyId: string, message: Uint8Array, actor: string, mode: 'message' | 'digest') {
+  /** `only` pins a key version and node set (the canary of a reshare); otherwise the latest version. */
+  async sign(keyId: string, message: Uint8Array, actor: string, mode: 'message' | 'digest' | 'canary', only?: { version: number; nodes: string[] }) {
     const excluded = new Map<string, Culprit>();
     let reports: NodeReport[] = [];
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const candidates = this.deps.nodes.filter((n) => !excluded.has(n.id));
+      const candidates = this.deps.nodes.filter((n) => !excluded.has(n.id) && (!only || only.nodes.includes(n.id)));
       const sessionId = randomUUID();
       const r1 = await gather({
         nodes: candidates,
         timeoutMs: this.deps.timeoutMs,
-        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId } }, signal),
-        judge: (n, a) => judgeCommit(n, a, keyId),
+        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId, ...(only ? { version: only.version } : {}) } }, signal),
+        judge: (n, a) => judgeCommit(n, a, keyId, only?.version),
       });
       reports = mergeReports(reports, r1.reports);
       const w = r1.winner;
@@ -113,7 +114,7 @@ export class Signing {
   }
 }
 
-function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string): Verdict<{ d: KeyDescriptor; commitment: CommitmentHex }> {
+function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string, version?: number): Verdict<{ d: KeyDescriptor; commitment: CommitmentHex }> {
   const p = commitAnswer.safeParse(a);
   if (!p.success) return { ok: false, status: 'error', error: 'malformed commitment answer' };
   const c = p.data;
@@ -121,6 +122,7 @@ function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string): Verdict<{ d: K
   if (c.nodeId !== n.id || c.identifier !== id || c.commitment.identifier !== id || c.keyId !== keyId || c.descriptor.keyId !== keyId) {
     return { ok: false, status: 'invalid_share', error: 'answer is for another node or key' };
   }
+  if (version !== undefined && c.descriptor.version !== version) return { ok: false, status: 'inconsistent', error: `answered with version ${c.descriptor.version}, not ${version}` };
   if (!isValidPublicPoint(c.commitment.hiding) || !isValidPublicPoint(c.commitment.binding)) return { ok: false, status: 'invalid_share', error: 'invalid commitment point' };
   const d = c.descriptor as KeyDescriptor;
   return { ok: true, group: sha256Hex(canonicalJson(d)), need: d.publicPackage.threshold, value: { d, commitment: c.commitment } };

@@ -40,23 +40,27 @@ export function round1SetDigest(set: Round1Hex[]): string {
   return sha256Hex(canonicalJson([...set].sort((a, b) => a.identifier.localeCompare(b.identifier))));
 }
 
-// An identifier no real participant uses: a probe participant for checking one package alone.
-const PROBE_ID = frost.Identifier.fromNumber(65_535);
+// Identifiers no real participant uses: probe participants for checking one package alone.
+const PROBE_IDS = Array.from({ length: 256 }, (_, i) => frost.Identifier.fromNumber(65_535 - i));
 
 /**
  * Check one peer's round-1 package exactly as noble's round 2 would (commitment
  * length, points, proof of knowledge), in isolation, so the failing sender can be
- * named. Returns the reason, or null when the package is sound.
+ * named. noble's round 2 wants exactly max−1 packages, so the package is checked
+ * beside sound packages of probe participants. Returns the reason, or null.
  */
 export function checkRound1Package(p: Round1Hex, threshold: number): string | null {
+  if (threshold < 2 || threshold > PROBE_IDS.length) return 'threshold out of range';
+  const signers = { min: threshold, max: threshold };
+  const [me, ...fillers] = PROBE_IDS.slice(0, threshold - 1 + 1).map((id) => frost.DKG.round1(id, signers));
   try {
-    const probe = frost.DKG.round1(PROBE_ID, { min: threshold, max: Math.max(threshold, 2) });
-    if (threshold < 2) return 'threshold below 2';
-    frost.DKG.round2(probe.secret, [round1FromHex(p)]);
-    frost.DKG.clean(probe.secret);
+    frost.DKG.round2(me!.secret, [round1FromHex(p), ...fillers.slice(0, threshold - 2).map((f) => f.public)]);
     return null;
   } catch (e) {
     return (e as Error).message || 'invalid round-1 package';
+  } finally {
+    frost.DKG.clean(me!.secret);
+    fillers.forEach((f) => frost.DKG.clean(f.secret));
   }
 }
 
@@ -130,3 +134,53 @@ export function decodeState<T>(json: string): T {
     return v;
   }) as T;
 }
+
+// --- Resharing helpers (DESIGN §4): dealing λ_i·s_i to a new set, summing what arrives.
+// All arithmetic goes through noble's scalar field and point API.
+const Fn = ed25519.Point.Fn;
+const Point = ed25519.Point;
+const scalarOfId = (id: string) => Fn.fromBytes(fromHex(id, 'identifier'));
+
+/** λ_i at 0 over the identifiers in `set`, for participant `me`. */
+export function lagrangeAtZero(set: string[], me: string): bigint {
+  const xi = scalarOfId(me);
+  let num = Fn.ONE;
+  let den = Fn.ONE;
+  for (const id of set) {
+    if (id === me) continue;
+    const xj = scalarOfId(id);
+    num = Fn.mul(num, xj);
+    den = Fn.mul(den, Fn.sub(xj, xi));
+  }
+  return Fn.mul(num, Fn.inv(den));
+}
+
+/** λ·s as scalar bytes: the part of the secret this holder deals to the new set. */
+export const weightedShare = (share: Uint8Array, lambda: bigint): Uint8Array => Fn.toBytes(Fn.mul(Fn.fromBytes(share), lambda));
+
+export const scalarSum = (parts: Uint8Array[]): Uint8Array => Fn.toBytes(parts.reduce((acc, p) => Fn.add(acc, Fn.fromBytes(p)), Fn.ZERO));
+
+/** λ·Y for a public point Y (hex). */
+export const scalePoint = (pointHex: string, lambda: bigint): string => toHex(Point.fromBytes(fromHex(pointHex)).multiply(lambda).toBytes());
+
+/** Pointwise sum of commitment vectors of equal length. */
+export function sumCommitments(vectors: string[][]): string[] {
+  const len = vectors[0]?.length ?? 0;
+  return Array.from({ length: len }, (_, k) => toHex(vectors.map((v) => Point.fromBytes(fromHex(v[k]!))).reduce((a, b) => a.add(b)).toBytes()));
+}
+
+export const sumPoints = (points: string[]): string => toHex(points.map((p) => Point.fromBytes(fromHex(p))).reduce((a, b) => a.add(b)).toBytes());
+
+/** The verifying share a commitment vector implies for `id`: Σ C_k · id^k. */
+export function evaluateCommitment(commitments: string[], id: string): string {
+  const x = scalarOfId(id);
+  let acc = Point.ZERO;
+  let pow = Fn.ONE;
+  for (const c of commitments) {
+    acc = acc.add(Point.fromBytes(fromHex(c)).multiply(pow));
+    pow = Fn.mul(pow, x);
+  }
+  return toHex(acc.toBytes());
+}
+
+export const publicOfScalar = (s: Uint8Array): string => toHex(Point.BASE.multiply(Fn.fromBytes(s)).toBytes());

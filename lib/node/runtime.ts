@@ -12,6 +12,7 @@ import { NodeDkg } from './dkg.js';
 import { NodeService, auditStream } from './service.js';
 import { SessionVault } from './sessions.js';
 import { NodeSigning } from './signing.js';
+import { NodeReshare } from './reshare.js';
 
 export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const cfg = nodeConfig(env);
@@ -24,6 +25,7 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const vault = new SessionVault(store, cfg.NODE_ID, cfg.NODE_WRAP_KEY, cfg.SESSION_TTL_S);
   const dkg = new NodeDkg({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
   const signing = new NodeSigning(identity, service, vault, audit, replay);
+  const reshare = new NodeReshare(identity, cfg.NODE_PEERS, service, vault, audit);
   const prefix = `/nodes/${cfg.NODE_ID}`;
   /** The node-relative path: the same whether the node sits under a shared API or its own. */
   const logicalPath = (req: HttpRequest) => (req.rawPath.startsWith(prefix) ? req.rawPath.slice(prefix.length) || '/' : req.rawPath);
@@ -44,5 +46,5 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
       throw e;
     }
   };
-  return { cfg, service, dkg, signing, authenticate, logicalPath };
+  return { cfg, service, dkg, signing, reshare, authenticate, logicalPath };
 }

@@ -22,7 +22,7 @@ const commitmentHex = z.object({ identifier: hex32, hiding: hex32, binding: hex3
 export const MAX_MESSAGE_BYTES = 32 * 1024;
 
 export const signSchemas = {
-  commit: z.object({ sessionId: z.string().regex(SESSION_ID), keyId: z.string() }).strict(),
+  commit: z.object({ sessionId: z.string().regex(SESSION_ID), keyId: z.string(), version: z.number().int().min(1).optional() }).strict(),
   share: z.object({
     sessionId: z.string().regex(SESSION_ID),
     keyId: z.string(),
@@ -49,7 +49,7 @@ export class NodeSigning {
   ) {}
 
   async commit(req: z.infer<typeof signSchemas.commit>) {
-    const { object, share } = await this.node.load(req.keyId);
+    const { object, share } = await this.node.load(req.keyId, req.version);
     try {
       if (await this.vault.exists(KIND, req.sessionId)) throw new SessionError('session_state', `signing session ${req.sessionId} already exists`);
       const gen = frost.commit({ identifier: this.id.identifier, signingShare: share });

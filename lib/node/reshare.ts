@@ -1,0 +1,188 @@
+/**
+ * Refresh and reshare (DESIGN §4): new shares of the same secret, for a new
+ * threshold and/or node set, without the secret ever being assembled.
+ *   deal     a holder in the chosen t-subset deals λ_i·s_i to the new set with noble's
+ *            trustedDealer, each sub-share sealed to its receiver
+ *   receive  a new node checks every dealer (C_i[0] = λ_i·Y_i against the old verifying
+ *            share, its sub-share against C_i, and Σ C_i[0] = the old group key), sums
+ *            its sub-shares and the commitments, and keeps the result sealed
+ *   commit   once the coordinator has seen every new node agree, store version v+1
+ * The group public key never changes; old and new shares do not combine.
+ */
+import { z } from 'zod';
+import { canonicalJson, sha256Hex } from '../crypto/hash.js';
+import { evaluateCommitment, frost, lagrangeAtZero, publicOfScalar, scalarSum, scalePoint, sumCommitments, sumPoints, weightedShare } from '../crypto/frost.js';
+import { open, seal, type SealedBox } from '../crypto/seal.js';
+import { identifierFor, isValidShare, type PublicPackage } from '../crypto/shares.js';
+import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
+import { BadRequestError, PeerMisbehaviorError, SessionError, type Culprit } from '../errors.js';
+import type { AuditLog } from '../ports.js';
+import type { PeerEntry } from '../runtime-config.js';
+import { descriptorSchema, publicPackageSchema, type KeyDescriptor } from './fragment.js';
+import { auditStream, type NodeIdentity, type NodeService } from './service.js';
+import { SESSION_ID, type SessionVault } from './sessions.js';
+
+const KIND = 'reshare';
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const sealed = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();
+const participant = z.object({ nodeId: z.string(), identifier: hex32 }).strict();
+
+export const reshareSchemas = {
+  deal: z.object({
+    sessionId: z.string().regex(SESSION_ID),
+    keyId: z.string(),
+    version: z.number().int().min(1),
+    dealers: z.array(hex32).min(1).max(255),
+    threshold: z.number().int().min(2).max(255),
+    participants: z.array(participant).min(2).max(255),
+  }).strict(),
+  receive: z.object({
+    sessionId: z.string().regex(SESSION_ID),
+    old: descriptorSchema,
+    threshold: z.number().int().min(2).max(255),
+    participants: z.array(participant).min(2).max(255),
+    createdAt: z.string().datetime(),
+    deals: z.array(z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32).min(1).max(255), sealedShare: sealed }).strict()).min(1).max(255),
+  }).strict(),
+  commit: z.object({ sessionId: z.string().regex(SESSION_ID), publicPackage: publicPackageSchema }).strict(),
+};
+
+interface ReceiveState {
+  expiresAt: number;
+  descriptor: Omit<KeyDescriptor, 'publicPackage'>;
+  commitments: string[];
+  share: string;
+}
+
+const shareAad = (sessionId: string, from: string, to: string) => `fedkms/reshare/v1|${sessionId}|${from}|${to}`;
+
+export class NodeReshare {
+  constructor(
+    private readonly id: NodeIdentity,
+    private readonly peers: PeerEntry[],
+    private readonly node: NodeService,
+    private readonly vault: SessionVault,
+    private readonly audit: AuditLog,
+  ) {}
+
+  private checkParticipants(participants: { nodeId: string; identifier: string }[], threshold: number) {
+    if (threshold > participants.length) throw new BadRequestError('invalid_threshold', 'threshold exceeds the new node set');
+    if (new Set(participants.map((p) => p.nodeId)).size !== participants.length) throw new BadRequestError('invalid_participants', 'duplicate participant');
+    for (const p of participants) {
+      const peer = this.peers.find((x) => x.id === p.nodeId);
+      if (!peer || identifierFor(peer.index) !== p.identifier) throw new BadRequestError('invalid_participants', `${p.nodeId} is not a node of this federation`);
+    }
+  }
+
+  /** Deal λ_i·s_i of our share of `version` to the new set; only sealed sub-shares leave. */
+  async deal(req: z.infer<typeof reshareSchemas.deal>, actor: string) {
+    this.checkParticipants(req.participants, req.threshold);
+    const { object, share } = await this.node.load(req.keyId, req.version);
+    const d = object.descriptor;
+    let w: Uint8Array | undefined;
+    try {
+      const holders = d.participants.map((p) => p.identifier);
+      if (!req.dealers.includes(this.id.identifier) || req.dealers.some((x) => !holders.includes(x)) || new Set(req.dealers).size !== req.dealers.length) {
+        throw new BadRequestError('invalid_dealers', 'dealer set must be distinct holders of this version, including this node');
+      }
+      if (req.dealers.length < d.publicPackage.threshold) throw new BadRequestError('invalid_dealers', `need ${d.publicPackage.threshold} dealers`);
+      w = weightedShare(share, lagrangeAtZero(req.dealers, this.id.identifier));
+      const deal = frost.trustedDealer({ min: req.threshold, max: req.participants.length }, req.participants.map((p) => p.identifier), w);
+      const sealedShares: Record<string, SealedBox> = {};
+      for (const p of req.participants) {
+        const sub = deal.secretShares[p.identifier]!.signingShare;
+        const to = this.peers.find((x) => x.id === p.nodeId)!;
+        sealedShares[p.nodeId] = seal(fromB64(to.x25519Public), sub, shareAad(req.sessionId, this.id.nodeId, p.nodeId));
+        wipe(sub);
+      }
+      await this.audit.append(auditStream(this.id.nodeId), { actor, action: 'reshare.deal', keyId: req.keyId, outcome: 'success', details: { sessionId: req.sessionId, version: req.version, to: req.participants.map((p) => p.nodeId), threshold: req.threshold } });
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, commitments: deal.public.commitments.map(toHex), sealedShares };
+    } finally {
+      wipe(share, w);
+    }
+  }
+
+  /** Check every dealer, then sum our sub-shares into the new share (kept sealed until commit). */
+  async receive(req: z.infer<typeof reshareSchemas.receive>) {
+    this.checkParticipants(req.participants, req.threshold);
+    const me = req.participants.find((p) => p.nodeId === this.id.nodeId);
+    if (!me || me.identifier !== this.id.identifier) throw new BadRequestError('wrong_node', `${this.id.nodeId} is not in the new set`);
+    const old = req.old as KeyDescriptor;
+    // A node that holds the old version trusts its own copy of the public package, not the relay's.
+    const mine = (await this.node.versionsOf(old.keyId)).includes(old.version) ? await this.node.describe(old.keyId, old.version).catch(() => undefined) : undefined;
+    if (mine && canonicalJson(mine.descriptor.publicPackage) !== canonicalJson(old.publicPackage)) {
+      throw new PeerMisbehaviorError('reshare refused: old public key package differs from ours', [{ nodeId: 'coordinator', reason: 'relayed a different public key package' }]);
+    }
+    const dealerIds = req.deals.map((x) => x.identifier);
+    const culprits: Culprit[] = [];
+    const subShares: Uint8Array[] = [];
+    for (const dl of req.deals) {
+      const holder = old.participants.find((p) => p.nodeId === dl.nodeId && p.identifier === dl.identifier);
+      const Y = old.publicPackage.verifyingShares[dl.identifier];
+      if (!holder || !Y) {
+        culprits.push({ nodeId: dl.nodeId, reason: 'not a holder of the old version' });
+        continue;
+      }
+      if (dl.commitments.length !== req.threshold) {
+        culprits.push({ nodeId: dl.nodeId, reason: 'commitment vector of the wrong length' });
+        continue;
+      }
+      if (dl.commitments[0] !== scalePoint(Y, lagrangeAtZero(dealerIds, dl.identifier))) {
+        culprits.push({ nodeId: dl.nodeId, reason: 'dealt value is not its weighted old share' });
+        continue;
+      }
+      let sub: Uint8Array;
+      try {
+        sub = open(this.id.x25519Private, dl.sealedShare, shareAad(req.sessionId, dl.nodeId, this.id.nodeId));
+      } catch {
+        culprits.push({ nodeId: dl.nodeId, reason: 'sub-share does not open' });
+        continue;
+      }
+      const pkg: PublicPackage = { threshold: req.threshold, total: req.participants.length, commitments: dl.commitments, verifyingShares: { [me.identifier]: evaluateCommitment(dl.commitments, me.identifier) } };
+      if (!isValidShare(pkg, { identifier: me.identifier, signingShare: sub })) {
+        culprits.push({ nodeId: dl.nodeId, reason: 'sub-share fails its commitments' });
+        wipe(sub);
+        continue;
+      }
+      subShares.push(sub);
+    }
+    if (!culprits.length && sumPoints(req.deals.map((x) => x.commitments[0]!)) !== old.publicPackage.commitments[0]) {
+      culprits.push({ nodeId: 'coordinator', reason: 'dealer set does not rebuild the group key' });
+    }
+    if (culprits.length) {
+      subShares.forEach((x) => wipe(x));
+      throw new PeerMisbehaviorError('reshare refused: bad dealing', culprits);
+    }
+    const share = scalarSum(subShares);
+    subShares.forEach((x) => wipe(x));
+    const commitments = sumCommitments(req.deals.map((x) => x.commitments));
+    const { publicPackage: _drop, ...rest } = old;
+    void _drop;
+    const descriptor = { ...rest, version: old.version + 1, createdAt: req.createdAt, participants: req.participants };
+    await this.vault.save<ReceiveState>(KIND, req.sessionId, { expiresAt: this.vault.expiry(), descriptor, commitments, share: toHex(share) });
+    const verifyingShare = publicOfScalar(share);
+    wipe(share);
+    return { nodeId: this.id.nodeId, identifier: this.id.identifier, commitments, commitmentsDigest: sha256Hex(canonicalJson(commitments)), verifyingShare };
+  }
+
+  /** Store version v+1 under the agreed public package; our share must verify against it. */
+  async commit(req: z.infer<typeof reshareSchemas.commit>, actor: string) {
+    const s = await this.vault.load<ReceiveState>(KIND, req.sessionId);
+    const pub = req.publicPackage as PublicPackage;
+    if (canonicalJson(pub.commitments) !== canonicalJson(s.commitments) || pub.commitments.length !== pub.threshold) {
+      throw new PeerMisbehaviorError('reshare commit refused: commitments differ from ours', [{ nodeId: 'coordinator', reason: 'relayed different commitments' }]);
+    }
+    for (const [id, y] of Object.entries(pub.verifyingShares)) {
+      if (evaluateCommitment(pub.commitments, id) !== y) throw new PeerMisbehaviorError('reshare commit refused: a verifying share does not match', [{ nodeId: 'coordinator', reason: `bad verifying share for ${id}` }]);
+    }
+    const share = fromHex(s.share);
+    try {
+      if (!isValidShare(pub, { identifier: this.id.identifier, signingShare: share })) throw new SessionError('session_state', 'our new share does not verify');
+      const out = await this.node.storeShare({ ...s.descriptor, publicPackage: pub } as KeyDescriptor, share, actor);
+      await this.vault.drop(KIND, req.sessionId);
+      return out;
+    } finally {
+      wipe(share);
+    }
+  }
+}
