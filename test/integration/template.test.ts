@@ -80,6 +80,24 @@ describe.each([
     expect(JSON.stringify(nodes)).toContain(`/nodes/${nodeIds.at(-1)}`);
   });
 
+  it('gives the dashboard its own read-only role: no bucket, no KMS, no replay table, its own audit rows', () => {
+    const st = statementsOf(t, 'DashboardIamRoleLambdaExecution');
+    expect(st.flatMap(actions).filter((a) => a.startsWith('s3:') || a.startsWith('kms:'))).toEqual([]);
+    expect(JSON.stringify(st)).not.toMatch(/FragmentBucket|FragmentKey|-replay/);
+    for (const s of st.filter((s) => actions(s).some((a) => a === 'dynamodb:PutItem'))) {
+      expect(Object.values(s.Condition ?? {}).flatMap((c) => c['dynamodb:LeadingKeys'] ?? [])).toEqual(['dashboard#*']);
+    }
+    expect(st.flatMap(actions).filter((a) => !a.startsWith('logs:')).every((a) => ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan'].includes(a))).toBe(true);
+    const vars = t.Resources['DashboardLambdaFunction']!.Properties.Environment.Variables;
+    // Its own identity and viewer token: never the coordinator's signing key or the API token.
+    expect(vars.COORDINATOR_SIGNING_KEY).toBeUndefined();
+    expect(vars.API_TOKEN).toBeUndefined();
+    expect(vars.DASHBOARD_SIGNING_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/dashboard:/);
+    for (const id of nodeIds) {
+      expect(t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables.DASHBOARD_PUBLIC_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/dashboard:/);
+    }
+  });
+
   it('keeps secrets out of the template: only Secrets Manager references', () => {
     for (const id of nodeIds) {
       const vars = t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables;
