@@ -8,7 +8,8 @@ import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
+import { seal } from '../../lib/crypto/seal';
 import type { LocalStack } from '../../tools/local-stack';
 import { NodeClient } from '../../lib/coordinator/node-client';
 import { signStatement } from '../../lib/crypto/identity';
@@ -226,6 +227,23 @@ describe('DKG with a misbehaving participant', () => {
     expect(r.body.error.details.culprits).toEqual([{ nodeId: 'node3', reason: expect.stringMatching(/proof of knowledge/) }]);
     await stack.setNode('node3', { kind: 'up' });
     expect((await call(stack, 'GET', '/keys/bad-dkg')).status).toBe(404);
+  });
+
+  it('a node that sends a bad round-2 share is named by its receiver and no key is created', async () => {
+    await stack.setNode('node3', {
+      kind: 'tamper',
+      rewrite: (p, answer, request) => {
+        if (!p.endsWith('/dkg/round2')) return answer;
+        // Validly sealed to node1, but not the evaluation of node3's committed polynomial.
+        const wrong = seal(fromB64(stack.secrets['node1']!['x25519Public']!), ed25519_FROST.utils.randomScalar(), `fedkms/dkg-share/v1|${request.sessionId}|node3|node1`);
+        return { ...answer, shares: { ...answer.shares, node1: wrong } };
+      },
+    });
+    const r = await call(stack, 'POST', '/keys', { body: { keyId: 'bad-share-dkg', type: 'ed25519' } });
+    expect(r.status).toBe(502);
+    expect(r.body.error.details.culprits).toEqual([{ nodeId: 'node3', reason: "round-2 share fails the sender's commitment" }]);
+    await stack.setNode('node3', { kind: 'up' });
+    expect((await call(stack, 'GET', '/keys/bad-share-dkg')).status).toBe(404);
   });
 
   it('a node that forges another node\'s round-1 package is caught by the signature check', async () => {
