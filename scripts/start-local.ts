@@ -50,7 +50,7 @@ async function main() {
   const stack = await startLocalStack({ dir, httpPort, persist: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
   const control = await controlServer(stack, controlPort);
   const example = await importExample(stack);
-  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, token: stack.token, controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
+  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, token: stack.token, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
 
   const t = stack.config.threshold;
   console.log(`
@@ -60,6 +60,7 @@ ${[...stack.proxies].map(([id, p]) => `  ${id.padEnd(13)} ${p.url}/status`).join
   local S3      ${stack.s3Endpoint}
   local DynamoDB ${stack.dynamoEndpoint}   (audit table ${stack.auditTable})
   control       http://127.0.0.1:${controlPort}/nodes/<id>/{stop,start,slow}   (local fault injection)
+  dashboard     ${stack.url}/dashboard   (any user name; password: dashboardToken in .local/federation.json)
   example key   "${EXAMPLE_KEY_ID}" (${EXAMPLE_KEY_HEX}): ${example}
 
 Try:
@@ -68,6 +69,7 @@ Try:
   curl -s -H "authorization: Bearer $TOKEN" ${stack.url}/keys/${EXAMPLE_KEY_ID}
   curl -s -X POST -H "authorization: Bearer $TOKEN" ${stack.url}/keys/${EXAMPLE_KEY_ID}/reconstruct
   npm run demo
+  npx fedkms status && npx fedkms reconstruct ${EXAMPLE_KEY_ID}
 Ctrl-C stops everything.`);
 
   const shutdown = async () => {
