@@ -172,6 +172,29 @@ describe('fedkms CLI', () => {
     expect(JSON.parse(r.stdout).keys.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('keys create --type ed25519, sign and verify: a DKG key used without being rebuilt', async () => {
+    const created = await fedkms(['keys', 'create', 'cli-signer', '--type', 'ed25519']);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/Ed25519 signing key \(DKG\)/);
+    const pub = await fedkms(['keys', 'public', 'cli-signer']);
+    expect(pub.code).toBe(0);
+    expect(pub.stdout).toMatch(/^ssh-ed25519 /m);
+    const signed = await fedkms(['sign', 'cli-signer', '--message', 'ship it']);
+    expect(signed.code).toBe(0);
+    expect(signed.stdout).toMatch(/Connecting to Node 1/);
+    const sig = signed.stdout.trim().split('\n').at(-1)!;
+    expect(sig).toMatch(/^[0-9a-f]{128}$/);
+    expect((await fedkms(['verify', 'cli-signer', '--signature', sig, '--message', 'ship it'])).code).toBe(0);
+    const forged = await fedkms(['verify', 'cli-signer', '--signature', sig, '--message', 'ship it!', '--json']);
+    expect(forged.code).toBe(1);
+    expect(JSON.parse(forged.stdout)).toMatchObject({ valid: false });
+    const digest = await fedkms(['sign', 'cli-signer', '--digest', 'ab'.repeat(32), '--json']);
+    expect(digest.code).toBe(0);
+    expect((await fedkms(['verify', 'cli-signer', '--signature', JSON.parse(digest.stdout).signature.hex, '--digest', 'ab'.repeat(32)])).code).toBe(0);
+    expect((await fedkms(['sign', 'cli-signer'])).code).toBe(2);
+    expect((await fedkms(['reconstruct', 'cli-signer'])).code).toBe(1);
+  });
+
   it('audit verify: every chain intact', async () => {
     const r = await fedkms(['audit', 'verify']);
     expect(r.code).toBe(0);
