@@ -107,25 +107,31 @@ function render(stage, configFile) {
       ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
     };
   }
+  // What every function that talks to the nodes sees of the federation.
+  const federationView = {
+    ...localAws,
+    AUDIT_TABLE: auditTable,
+    FEDKMS_THRESHOLD: String(cfg.threshold),
+    FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
+    NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+  };
+  // Append to its own `<stream>#*` chains; read every chain for verification.
+  const auditAccess = (stream) => [
+    { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${stream}#*`] } } },
+    { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
+  ];
   functions.reconstruct = {
     handler: 'functions/reconstruct.handler',
     description: 'fedkms coordinator: fans out to the nodes, verifies and combines',
     // API Gateway HTTP APIs stop waiting at 30 s; a local stack may allow more (FEDKMS_FUNCTION_TIMEOUT).
     timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
     environment: {
-      ...localAws,
-      AUDIT_TABLE: auditTable,
-      FEDKMS_THRESHOLD: String(cfg.threshold),
-      FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
-      NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+      ...federationView,
       COORDINATOR_SIGNING_KEY: secret('coordinator', 'privateKey'),
       API_TOKEN: secret('coordinator', 'apiToken'),
     },
     // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
-    iamRoleStatements: [
-      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['reconstruct#*'] } } },
-      { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
-    ],
+    iamRoleStatements: auditAccess('reconstruct'),
     events: [
       ['GET', '/status'],
       ['GET', '/keys'],
@@ -144,21 +150,14 @@ function render(stage, configFile) {
     description: 'fedkms dashboard: node health, fragment availability, events, security log (read-only)',
     timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
     environment: {
-      ...localAws,
-      AUDIT_TABLE: auditTable,
-      FEDKMS_THRESHOLD: String(cfg.threshold),
-      FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
-      NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+      ...federationView,
       // Its own signing identity and viewer token: no coordinator key, no API token.
       DASHBOARD_SIGNING_KEY: secret('dashboard', 'privateKey'),
       DASHBOARD_TOKEN: secret('dashboard', 'viewerToken'),
     },
     // Least privilege: no bucket, no KMS key, no replay table. It reads the audit table
     // and appends only to its own `dashboard#*` chains (refused sign-ins).
-    iamRoleStatements: [
-      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['dashboard#*'] } } },
-      { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
-    ],
+    iamRoleStatements: auditAccess('dashboard'),
     events: [
       ['GET', '/dashboard'],
       ['GET', '/dashboard/api/state'],

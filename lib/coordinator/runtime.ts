@@ -4,22 +4,37 @@ import { DynamoAuditLog } from '../aws/audit-log.js';
 import { recordRefusal } from '../audit/refusal.js';
 import type { HttpRequest } from '../http/api.js';
 import { recordNodeCall, type Telemetry } from '../observability.js';
-import { coordinatorConfig } from '../runtime-config.js';
+import { coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
 import { requireBearer } from './auth.js';
 import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
 
-export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
-  const cfg = coordinatorConfig(env);
+export interface FederationView {
+  AWS_REGION: string;
+  FEDKMS_DYNAMODB_ENDPOINT?: string | undefined;
+  AUDIT_TABLE: string;
+  FEDKMS_NODES: NodeEndpoint[];
+  FEDKMS_THRESHOLD: number;
+  NODE_TIMEOUT_MS: number;
+}
+
+/** A Coordinator over the configured nodes, signing as `signer`, with per-node metrics when telemetry is on. */
+export function federationCoordinator(cfg: FederationView, signingKey: Uint8Array, telemetry?: Telemetry, signer?: string) {
   const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
   const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
   const coordinator = new Coordinator({
     nodes: cfg.FEDKMS_NODES,
     threshold: cfg.FEDKMS_THRESHOLD,
     timeoutMs: cfg.NODE_TIMEOUT_MS,
-    client: new NodeClient(cfg.COORDINATOR_SIGNING_KEY, fetch, observe ? { observe } : {}),
+    client: new NodeClient(signingKey, fetch, { ...(signer ? { signer } : {}), ...(observe ? { observe } : {}) }),
     audit,
   });
+  return { coordinator, audit };
+}
+
+export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
+  const cfg = coordinatorConfig(env);
+  const { coordinator, audit } = federationCoordinator(cfg, cfg.COORDINATOR_SIGNING_KEY, telemetry);
   /** The client's bearer token; a refusal is audited (best effort, never changing the 401) and rethrown. */
   const authenticate = async (req: HttpRequest): Promise<string> => {
     try {

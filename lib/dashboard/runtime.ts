@@ -1,13 +1,10 @@
 /** Wires the dashboard from its function's environment: a read-only Coordinator and the audit table. */
 import { z } from 'zod';
-import { dynamoClient } from '../aws/clients.js';
-import { DynamoAuditLog } from '../aws/audit-log.js';
 import { recordRefusal } from '../audit/refusal.js';
-import { NodeClient } from '../coordinator/node-client.js';
-import { Coordinator } from '../coordinator/service.js';
+import { federationCoordinator } from '../coordinator/runtime.js';
 import { fromB64 } from '../encoding.js';
 import type { HttpRequest } from '../http/api.js';
-import { recordNodeCall, type Telemetry } from '../observability.js';
+import type { Telemetry } from '../observability.js';
 import { nodeEntry } from '../runtime-config.js';
 import { requireViewer } from './auth.js';
 import { dashboardState } from './state.js';
@@ -47,15 +44,7 @@ export function dashboardConfig(env: NodeJS.ProcessEnv = process.env): Dashboard
 
 export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
   const cfg = dashboardConfig(env);
-  const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
-  const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
-  const federation = new Coordinator({
-    nodes: cfg.FEDKMS_NODES,
-    threshold: cfg.FEDKMS_THRESHOLD,
-    timeoutMs: cfg.NODE_TIMEOUT_MS,
-    client: new NodeClient(cfg.DASHBOARD_SIGNING_KEY, fetch, { signer: 'dashboard', ...(observe ? { observe } : {}) }),
-    audit,
-  });
+  const { coordinator: federation, audit } = federationCoordinator(cfg, cfg.DASHBOARD_SIGNING_KEY, telemetry, 'dashboard');
   /** Wrong credentials are audited (best effort); a missing one is the browser's normal first request, so it is not. */
   const authenticate = async (req: HttpRequest): Promise<string> => {
     try {
