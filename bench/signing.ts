@@ -8,13 +8,14 @@
  *      signShare on t signers, verifyShare of every share, aggregate, ed25519.verify)
  *      against one plain noble ed25519.sign + verify;
  *   4. a CPU profile (node:inspector, in-process) of the threshold-signature loop,
- *      top functions by self time.
+ *      top functions by self time and library functions by total time, plus exact
+ *      counts of point operations (isTorsionFree, multiply) per signature.
  * Env: BENCH_ITERATIONS (measured sign requests per row, default 30).
  * Writes the report to stdout and, as JSON, to artifacts/bench-signing.json; the raw
  * profile to artifacts/bench-signing.cpuprofile.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +25,8 @@ import { fromHex, toB64, toHex, utf8 } from '../lib/encoding.js';
 import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
 
 const SIGN_KEY_ID = 'bench-sign';
+/** The key the sign requests use: SIGN_KEY_ID, or a retry's keyId if its first DKG was disturbed. */
+let signKeyId = SIGN_KEY_ID;
 const FEDERATIONS = [
   { n: 3, t: 2 },
   { n: 5, t: 3 },
@@ -38,10 +41,14 @@ const CLIENT_TIMEOUT_MS = 35_000;
 const SIGN_WARMUP = 5;
 /** Measured DKG runs per federation, each with its own keyId, after the signing key's uncounted one. */
 const DKG_RUNS = 5;
-/** In-process CPU measurement: operations measured after uncounted warm-up operations. */
-const CPU = { threshold: { warmup: 30, iterations: 200 }, plain: { warmup: 300, iterations: 2000 }, pointCheck: { warmup: 50, iterations: 500 } } as const;
+/** In-process CPU measurement: operations measured after uncounted warm-ups (a threshold signature costs ~50-100 ms here, so few). */
+const CPU = { threshold: { warmup: 10, iterations: 200 }, plain: { warmup: 300, iterations: 2000 }, pointCheck: { warmup: 50, iterations: 500 } } as const;
 /** The federation whose threshold-signature loop is profiled, and the sampling interval. */
-const PROFILE = { n: 5, t: 3, iterations: 200, samplingIntervalUs: 100, top: 10 } as const;
+const PROFILE = { n: 5, t: 3, iterations: 100, samplingIntervalUs: 100, top: 10 } as const;
+/** DKG attempts for the signing key, each with a new keyId, in case one is disturbed (see Disturbances). */
+const SIGN_KEY_ATTEMPTS = 3;
+/** Point methods counted per operation: subgroup checks and the two scalar multiplications. */
+const POINT_METHODS = ['isTorsionFree', 'multiply', 'multiplyUnsafe'] as const;
 const CPU_MESSAGE = utf8('fedkms bench: a 64-byte message signed in-process, no network...');
 
 interface Outcome {
@@ -65,7 +72,19 @@ interface Row {
   retried: number;
   /** Failure reason -> count and median latency; the p50/p99/mean columns cover successes only. */
   failures: Record<string, { count: number; p50Ms: number | null }>;
+  /** What else happened to sls offline while this row was measured. */
+  disturbances: Disturbances;
   samplesMs: number[];
+}
+
+/**
+ * sls offline's esbuild plugin watches ./**\/*.{js,ts} of the repo; any change there
+ * (another engineer's edit) rebuilds and restarts every Lambda worker: in-flight calls
+ * fail with "Lambda timeout" and the next ones cold-start. Counted per measured window.
+ */
+interface Disturbances {
+  sourceChanges: string[];
+  lambdaTimeouts: number;
 }
 
 interface DkgResult {
@@ -76,11 +95,15 @@ interface DkgResult {
   runsMs: (number | null)[];
   medianMs: number | null;
   failures: string[];
+  /** During the measured runs. */
+  disturbances: Disturbances;
 }
 
 interface CpuResult {
   n: number;
   t: number;
+  /** Calls of noble's point methods in one threshold signature / one plain sign + verify. */
+  pointCalls: { threshold: PointCalls; plain: PointCalls };
   thresholdUsPerOp: number;
   thresholdWallUsPerOp: number;
   plainUsPerOp: number;
@@ -88,10 +111,12 @@ interface CpuResult {
   ratio: number;
 }
 
+type PointCalls = Record<(typeof POINT_METHODS)[number], number>;
+
 interface ProfileEntry {
   function: string;
   file: string;
-  selfMs: number;
+  ms: number;
   percent: number;
 }
 
@@ -133,12 +158,69 @@ function median(xs: number[]): number | null {
 }
 
 function errorCode(body: string): string {
+  const excerpt = JSON.stringify(body.slice(0, 80));
   try {
-    return (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? 'no error code';
+    return (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? `no error code: ${excerpt}`;
   } catch {
-    return 'non-JSON body';
+    return `non-JSON body: ${excerpt}`;
   }
 }
+
+// ---------------------------------------------------------------- disturbances
+
+/** Changes to the files sls offline's watcher rebuilds on, with when they happened. */
+class SourceWatch {
+  private readonly watchers: FSWatcher[] = [];
+  readonly changes: { at: number; file: string }[] = [];
+
+  start(): void {
+    // The plugin's pattern ./**\/*.(js|ts), minus what it ignores (node_modules, build folders); dot folders do not match.
+    const ignored = new Set(['node_modules', 'dist', '.esbuild', '.build', '.serverless']);
+    for (const e of readdirSync(ROOT, { withFileTypes: true })) {
+      if (ignored.has(e.name) || e.name.startsWith('.')) continue;
+      const full = path.join(ROOT, e.name);
+      const w = e.isDirectory() ? watch(full, { recursive: true }) : /\.(js|ts)$/.test(e.name) ? watch(full) : undefined;
+      if (!w) continue;
+      w.on('change', (_event, name) => {
+        const file = path.join(e.isDirectory() ? e.name : '', String(name ?? ''));
+        if (/\.(js|ts)$/.test(file) && !file.split(path.sep).some((part) => ignored.has(part) || part.startsWith('.'))) this.changes.push({ at: performance.now(), file });
+      });
+      w.on('error', () => undefined);
+      this.watchers.push(w);
+    }
+  }
+
+  since(t0: number): string[] {
+    return [...new Set(this.changes.filter((c) => c.at >= t0).map((c) => c.file))];
+  }
+
+  stop(): void {
+    this.watchers.splice(0).forEach((w) => w.close());
+  }
+}
+
+const sourceWatch = new SourceWatch();
+
+/** A point in the stack's offline.log and in time, to count what happened after it. */
+function mark(stack: LocalStack): { at: number; logOffset: number } {
+  return { at: performance.now(), logOffset: statSync(stack.logFile).size };
+}
+
+function disturbancesSince(stack: LocalStack, m: { at: number; logOffset: number }): Disturbances {
+  const size = statSync(stack.logFile).size;
+  const buf = Buffer.alloc(Math.max(0, size - m.logOffset));
+  const fd = openSync(stack.logFile, 'r');
+  try {
+    readSync(fd, buf, 0, buf.length, m.logOffset);
+  } finally {
+    closeSync(fd);
+  }
+  return { sourceChanges: sourceWatch.since(m.at), lambdaTimeouts: buf.toString('utf8').split('Lambda timeout').length - 1 };
+}
+
+const disturbed = (d: Disturbances) => d.sourceChanges.length > 0 || d.lambdaTimeouts > 0;
+const describeDisturbances = (d: Disturbances) =>
+  disturbed(d) ? [d.sourceChanges.length ? `${d.sourceChanges.length} source change(s) (${d.sourceChanges.slice(0, 3).join(', ')}${d.sourceChanges.length > 3 ? ', ...' : ''})` : '', d.lambdaTimeouts ? `${d.lambdaTimeouts}x "Lambda timeout" in offline.log` : ''].filter(Boolean).join('; ') : '-';
 
 // ---------------------------------------------------------------- end to end (sls offline)
 
@@ -171,7 +253,7 @@ async function signOnce(stack: LocalStack, groupKey: Uint8Array, seq: number): P
   const message = utf8(`fedkms signing bench #${seq}`);
   const started = performance.now();
   try {
-    const res = await api(stack, 'POST', `/keys/${SIGN_KEY_ID}/sign`, { message: toB64(message) });
+    const res = await api(stack, 'POST', `/keys/${signKeyId}/sign`, { message: toB64(message) });
     const text = await res.text();
     const ms = elapsed(started);
     if (res.status !== 200) return { ok: false, ms, failure: `${res.status} ${errorCode(text)}` };
@@ -184,7 +266,7 @@ async function signOnce(stack: LocalStack, groupKey: Uint8Array, seq: number): P
   }
 }
 
-function summarize(base: Pick<Row, 'n' | 't' | 'scenario'>, outcomes: Outcome[]): Row {
+function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'disturbances'>, outcomes: Outcome[]): Row {
   const sortedMs = (xs: Outcome[]) => xs.map((o) => o.ms).sort((a, b) => a - b);
   const round = (x: number | null) => (x === null ? null : round1(x));
   const ok = outcomes.filter((o) => o.ok);
@@ -205,9 +287,10 @@ function summarize(base: Pick<Row, 'n' | 't' | 'scenario'>, outcomes: Outcome[])
   };
 }
 
-async function measure(label: string, warmup: number, iterations: number, once: (seq: number) => Promise<Outcome>): Promise<Outcome[]> {
+async function measure(label: string, warmup: number, iterations: number, once: (seq: number) => Promise<Outcome>, afterWarmup: () => void): Promise<Outcome[]> {
   let seq = 0;
   for (let i = 0; i < warmup; i++) await once(seq++);
+  afterWarmup();
   const out: Outcome[] = [];
   for (let i = 1; i <= iterations; i++) {
     out.push(await once(seq++));
@@ -254,14 +337,23 @@ function cpuPerOp(warmup: number, iterations: number, op: () => void): { cpuUs: 
   return { cpuUs: (used.user + used.system) / iterations, wallUs: (elapsed(wall) * 1000) / iterations };
 }
 
-function cpuCost(fed: { n: number; t: number }): CpuResult {
+/** The two operations compared, for one federation's key. */
+function operations(fed: { n: number; t: number }): { threshold: () => void; plain: () => void } {
   const key = dealt(fed.n, fed.t);
-  const th = cpuPerOp(CPU.threshold.warmup, CPU.threshold.iterations, () => thresholdSignature(key, CPU_MESSAGE));
   const sk = ed25519.utils.randomSecretKey();
   const pk = ed25519.getPublicKey(sk);
-  const plain = cpuPerOp(CPU.plain.warmup, CPU.plain.iterations, () => {
-    if (!ed25519.verify(ed25519.sign(CPU_MESSAGE, sk), CPU_MESSAGE, pk)) throw new Error('plain signature fails verification');
-  });
+  return {
+    threshold: () => thresholdSignature(key, CPU_MESSAGE),
+    plain: () => {
+      if (!ed25519.verify(ed25519.sign(CPU_MESSAGE, sk), CPU_MESSAGE, pk)) throw new Error('plain signature fails verification');
+    },
+  };
+}
+
+function cpuCost(fed: { n: number; t: number }): Omit<CpuResult, 'pointCalls'> {
+  const op = operations(fed);
+  const th = cpuPerOp(CPU.threshold.warmup, CPU.threshold.iterations, op.threshold);
+  const plain = cpuPerOp(CPU.plain.warmup, CPU.plain.iterations, op.plain);
   return {
     ...fed,
     thresholdUsPerOp: round1(th.cpuUs),
@@ -270,6 +362,39 @@ function cpuCost(fed: { n: number; t: number }): CpuResult {
     plainWallUsPerOp: round1(plain.wallUs),
     ratio: round2(th.cpuUs / plain.cpuUs),
   };
+}
+
+/**
+ * Exact calls of POINT_METHODS on noble's Edwards points during one run of each op, from
+ * V8's precise coverage call counts (noble freezes its classes, so they cannot be wrapped).
+ * Run after the timed parts: coverage mode changes how V8 optimizes.
+ */
+async function countPointCalls(ops: (() => void)[]): Promise<PointCalls[]> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.startPreciseCoverage', { callCount: true, detailed: false });
+    const out: PointCalls[] = [];
+    for (const op of ops) {
+      await session.post('Profiler.takePreciseCoverage'); // resets the counters
+      op();
+      const { result } = await session.post('Profiler.takePreciseCoverage');
+      const counts = Object.fromEntries(POINT_METHODS.map((m) => [m, 0])) as PointCalls;
+      for (const script of result) {
+        if (!script.url.endsWith('/abstract/edwards.js')) continue;
+        for (const f of script.functions) {
+          if ((POINT_METHODS as readonly string[]).includes(f.functionName)) counts[f.functionName as keyof PointCalls] += f.ranges[0]?.count ?? 0;
+        }
+      }
+      out.push(counts);
+    }
+    await session.post('Profiler.stopPreciseCoverage');
+    await session.post('Profiler.disable');
+    return out;
+  } finally {
+    session.disconnect();
+  }
 }
 
 /** The service's own extra point check (lib/crypto/frost.ts isValidPublicPoint), per call. */
@@ -281,7 +406,7 @@ function pointCheckCost(): number {
 }
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  nodes: { id: number; callFrame: { functionName: string; url: string }; children?: number[] }[];
   samples?: number[];
   timeDeltas?: number[];
   startTime: number;
@@ -307,29 +432,44 @@ async function profileThresholdLoop(): Promise<CpuProfile> {
   }
 }
 
-/** Self time by function name + file basename, from the samples and their time deltas. */
-function topSelf(profile: CpuProfile, top: number): { total: number; entries: ProfileEntry[] } {
-  const byNode = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+/**
+ * Time by function name + file basename, from the samples and their time deltas: self
+ * time (the sampled frame itself), and total time (the frame anywhere on the sampled
+ * stack, counted once per sample) for functions of libraries (node_modules) only.
+ */
+function aggregateProfile(profile: CpuProfile, top: number): { total: number; self: ProfileEntry[]; inclusive: ProfileEntry[] } {
+  const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (id: number) => {
+    const f = byNode.get(id)?.callFrame;
+    return `${f?.functionName || '(anonymous)'}\t${f?.url ? path.basename(f.url) : ''}`;
+  };
+  const inLibrary = (id: number) => byNode.get(id)?.callFrame.url.includes('/node_modules/') ?? false;
   const selfUs = new Map<string, number>();
+  const inclusiveUs = new Map<string, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
   let total = 0;
   // timeDeltas[i] is the gap before sample i; the time until the next sample belongs to sample i.
   for (let i = 0; i < samples.length; i++) {
     const dt = deltas[i + 1] ?? 0;
-    const f = byNode.get(samples[i]!);
-    const key = `${f?.functionName || '(anonymous)'}\t${f?.url ? path.basename(f.url) : ''}`;
-    selfUs.set(key, (selfUs.get(key) ?? 0) + dt);
+    const leaf = samples[i]!;
+    selfUs.set(keyOf(leaf), (selfUs.get(keyOf(leaf)) ?? 0) + dt);
+    const onStack = new Set<string>();
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) if (inLibrary(id)) onStack.add(keyOf(id));
+    for (const k of onStack) inclusiveUs.set(k, (inclusiveUs.get(k) ?? 0) + dt);
     total += dt;
   }
-  const entries = [...selfUs]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([k, us]) => {
-      const [fn, file] = k.split('\t') as [string, string];
-      return { function: fn, file, selfMs: round1(us / 1000), percent: round1((100 * us) / (total || 1)) };
-    });
-  return { total: total / 1000, entries };
+  const entries = (m: Map<string, number>) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, us]) => {
+        const [fn, file] = k.split('\t') as [string, string];
+        return { function: fn, file, ms: round1(us / 1000), percent: round1((100 * us) / (total || 1)) };
+      });
+  return { total: total / 1000, self: entries(selfUs), inclusive: entries(inclusiveUs) };
 }
 
 // ---------------------------------------------------------------- stack lifecycle
@@ -371,10 +511,25 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
     await warmNodes(stack);
 
     // DKG: the signing key first (the stack's first DKG, so reported apart), then measured runs.
-    const first = await dkg(stack, SIGN_KEY_ID, fed.t);
-    if (!first.ok || !first.groupPublicKey) throw new Error(`DKG of the signing key failed: ${first.failure}`);
+    const keyFailures: string[] = [];
+    let first: Awaited<ReturnType<typeof dkg>> | undefined;
+    for (let attempt = 1; attempt <= SIGN_KEY_ATTEMPTS && !interrupted; attempt++) {
+      const keyId = attempt === 1 ? SIGN_KEY_ID : `${SIGN_KEY_ID}-${attempt}`;
+      const m = mark(stack);
+      const r = await dkg(stack, keyId, fed.t);
+      if (r.ok && r.groupPublicKey) {
+        first = r;
+        signKeyId = keyId;
+        break;
+      }
+      const d = disturbancesSince(stack, m);
+      keyFailures.push(`signing key ${keyId}: ${r.failure} after ${round1(r.ms)} ms${disturbed(d) ? ` (${describeDisturbances(d)})` : ''}`);
+      console.log(`  DKG of ${keyId} failed: ${keyFailures.at(-1)}`);
+    }
+    if (!first?.groupPublicKey) throw new Error(`DKG of the signing key failed: ${keyFailures.join('; ')}`);
     const groupKey = fromHex(first.groupPublicKey);
     const runs: Outcome[] = [];
+    const dkgMark = mark(stack);
     for (let i = 1; i <= DKG_RUNS && !interrupted; i++) runs.push(await dkg(stack, `bench-dkg-${i}`, fed.t));
     const okRuns = runs.filter((r) => r.ok).map((r) => r.ms);
     const dkgResult: DkgResult = {
@@ -382,7 +537,8 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
       firstMs: round1(first.ms),
       runsMs: runs.map((r) => (r.ok ? round1(r.ms) : null)),
       medianMs: okRuns.length ? round1(median(okRuns)!) : null,
-      failures: runs.filter((r) => !r.ok).map((r) => `${r.failure} after ${round1(r.ms)} ms`),
+      failures: [...keyFailures, ...runs.filter((r) => !r.ok).map((r) => `${r.failure} after ${round1(r.ms)} ms`)],
+      disturbances: disturbancesSince(stack, dkgMark),
     };
     console.log(`  DKG: first ${dkgResult.firstMs} ms, then ${dkgResult.runsMs.map((x) => x ?? 'failed').join(', ')} ms`);
 
@@ -390,8 +546,11 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
     for (const scenario of SCENARIOS) {
       if (interrupted) return { rows, dkg: dkgResult };
       await scenario.apply(stack, ids);
-      const outcomes = await measure(`n=${fed.n} ${scenario.key} sign`, SIGN_WARMUP, iterations, (seq) => signOnce(stack, groupKey, seq));
-      rows.push(summarize({ n: fed.n, t: fed.t, scenario: scenario.label }, outcomes));
+      let m = mark(stack);
+      const outcomes = await measure(`n=${fed.n} ${scenario.key} sign`, SIGN_WARMUP, iterations, (seq) => signOnce(stack, groupKey, seq), () => (m = mark(stack)));
+      const d = disturbancesSince(stack, m);
+      if (disturbed(d)) console.log(`  disturbed: ${describeDisturbances(d)}`);
+      rows.push(summarize({ n: fed.n, t: fed.t, scenario: scenario.label, disturbances: d }, outcomes));
     }
     return { rows, dkg: dkgResult };
   } finally {
@@ -434,17 +593,17 @@ const fmt = (x: number | null) => (x === null ? '-' : x.toFixed(1));
 function latencyTable(rows: Row[]): string {
   const failures = (f: Row['failures']) => Object.entries(f).map(([why, x]) => `${x.count}x ${why} (p50 ${fmt(x.p50Ms)} ms)`).join('; ') || '-';
   return [
-    '| n | t | scenario | p50 ms | p99 ms | mean ms | successes/iterations | retried | failures |',
-    '|---:|---:|---|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.n} | ${r.t} | ${r.scenario} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.meanMs)} | ${r.successes}/${r.iterations} | ${r.retried} | ${failures(r.failures)} |`),
+    '| n | t | scenario | p50 ms | p99 ms | mean ms | successes/iterations | retried | failures | disturbances |',
+    '|---:|---:|---|---:|---:|---:|---:|---:|---|---|',
+    ...rows.map((r) => `| ${r.n} | ${r.t} | ${r.scenario} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.meanMs)} | ${r.successes}/${r.iterations} | ${r.retried} | ${failures(r.failures)} | ${describeDisturbances(r.disturbances)} |`),
   ].join('\n');
 }
 
 function dkgTable(results: DkgResult[]): string {
   return [
-    '| n | t | first DKG on the stack ms | measured runs ms | median ms | failures |',
-    '|---:|---:|---:|---|---:|---|',
-    ...results.map((d) => `| ${d.n} | ${d.t} | ${fmt(d.firstMs)} | ${d.runsMs.map((x) => (x === null ? 'failed' : x.toFixed(1))).join(', ')} | ${fmt(d.medianMs)} | ${d.failures.join('; ') || '-'} |`),
+    '| n | t | first DKG on the stack ms | measured runs ms | median ms | failures | disturbances |',
+    '|---:|---:|---:|---|---:|---|---|',
+    ...results.map((d) => `| ${d.n} | ${d.t} | ${fmt(d.firstMs)} | ${d.runsMs.map((x) => (x === null ? 'failed' : x.toFixed(1))).join(', ')} | ${fmt(d.medianMs)} | ${d.failures.join('; ') || '-'} | ${describeDisturbances(d.disturbances)} |`),
   ].join('\n');
 }
 
@@ -456,11 +615,20 @@ function cpuTable(results: CpuResult[]): string {
   ].join('\n');
 }
 
-function profileTable(entries: ProfileEntry[]): string {
+function profileTable(entries: ProfileEntry[], what: string): string {
   return [
-    '| # | function | file | self ms | self % |',
+    `| # | function | file | ${what} ms | ${what} % |`,
     '|---:|---|---|---:|---:|',
-    ...entries.map((e, i) => `| ${i + 1} | ${e.function} | ${e.file || '-'} | ${fmt(e.selfMs)} | ${fmt(e.percent)} |`),
+    ...entries.map((e, i) => `| ${i + 1} | ${e.function} | ${e.file || '-'} | ${fmt(e.ms)} | ${fmt(e.percent)} |`),
+  ].join('\n');
+}
+
+function pointCallsTable(results: CpuResult[]): string {
+  const calls = (c: PointCalls) => POINT_METHODS.map((m) => c[m]).join(' / ');
+  return [
+    `| n | t | threshold signature: ${POINT_METHODS.join(' / ')} | plain sign+verify: same |`,
+    '|---:|---:|---:|---:|',
+    ...results.map((c) => `| ${c.n} | ${c.t} | ${calls(c.pointCalls.threshold)} | ${calls(c.pointCalls.plain)} |`),
   ].join('\n');
 }
 
@@ -475,12 +643,22 @@ async function main(): Promise<void> {
 
   // In-process parts first, while none of our own child processes compete for the CPU.
   console.log(`CPU cost: ${CPU.threshold.iterations} threshold signatures and ${CPU.plain.iterations} plain ones per federation ...`);
-  const cpu = FEDERATIONS.map(cpuCost);
+  let section = performance.now();
+  const costs = FEDERATIONS.map(cpuCost);
   const pointCheckUs = pointCheckCost();
-  console.log(`profiling ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures ...`);
+  console.log(`  done in ${(elapsed(section) / 1000).toFixed(1)} s; profiling ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures ...`);
+  section = performance.now();
   const profile = await profileThresholdLoop();
-  const top = topSelf(profile, PROFILE.top);
+  const top = aggregateProfile(profile, PROFILE.top);
+  console.log(`  done in ${(elapsed(section) / 1000).toFixed(1)} s`);
+  const cpu: CpuResult[] = [];
+  for (const c of costs) {
+    const op = operations(c);
+    const [threshold, plain] = await countPointCalls([op.threshold, op.plain]);
+    cpu.push({ ...c, pointCalls: { threshold: threshold!, plain: plain! } });
+  }
   const loadAfterCpu = os.loadavg()[0]!;
+  sourceWatch.start();
 
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'fedkms-bench-'));
   const rows: Row[] = [];
@@ -495,6 +673,8 @@ async function main(): Promise<void> {
     if (interrupted) return;
     console.error(`bench failed; stack logs kept in ${tmp}`);
     throw e;
+  } finally {
+    sourceWatch.stop();
   }
   rmSync(tmp, { recursive: true, force: true });
   // A partial run must not overwrite the last complete artifact; the signal handler exits.
@@ -507,12 +687,13 @@ async function main(): Promise<void> {
   const busy = Math.max(load.start, load.afterCpu, load.end) > info.cores ? ' -- above the core count: other processes competed for the CPU, numbers are skewed' : '';
   const signers = (t: number) => 2 * t + 2 * t * t;
   const notes = [
-    `End to end: ${iterations} measured \`POST /keys/${SIGN_KEY_ID}/sign\` requests per row after ${SIGN_WARMUP} uncounted warm-ups per scenario; each signature checked against the DKG group key. Client wall time; p50/p99 nearest-rank over successful requests only (with few samples p99 is the maximum). "retried": successes that needed more than one coordinator attempt.`,
+    `End to end: ${iterations} measured \`POST /keys/{keyId}/sign\` requests per row after ${SIGN_WARMUP} uncounted warm-ups per scenario; each signature checked against the DKG group key. Client wall time; p50/p99 nearest-rank over successful requests only (with few samples p99 is the maximum). "retried": successes that needed more than one coordinator attempt.`,
     `Down: node1's proxy closed (connection refused); coordinator node timeout ${NODE_TIMEOUT_MS} ms.`,
+    `Disturbances: sls offline's esbuild plugin watches every *.js/*.ts of the repo and, on any change, rebuilds and restarts all Lambda workers (in-flight calls fail with "Lambda timeout", the next ones cold-start). Source changes seen during a measured window (edits by others in this working tree) and "Lambda timeout" lines in offline.log are listed; such a row's tail is not representative.`,
     `DKG: wall time of \`POST /keys {"type":"ed25519"}\` (all n nodes, 5 relayed rounds). The first DKG on each stack creates the signing key and is reported apart; the median is over the ${DKG_RUNS} runs after it.`,
     `CPU: process.cpuUsage() (user + system, whole process, so including GC threads) per operation, in this process, no network. Threshold: commit + signShare on t signers, verifyShare of every share, aggregate, ed25519.verify (noble ed25519_FROST, trusted-dealer key, ${CPU.threshold.iterations} ops after ${CPU.threshold.warmup} warm-ups). Plain: noble ed25519.sign + ed25519.verify (${CPU.plain.iterations} ops after ${CPU.plain.warmup}). Same ${CPU_MESSAGE.length}-byte message.`,
     `Not in the CPU figure: the service's own point checks (lib/crypto/frost.ts isValidPublicPoint, ${fmt(pointCheckUs)} µs CPU each here): 2t by the coordinator and 2t by each of the t signing nodes per signature, i.e. ${FEDERATIONS.map((f) => `${signers(f.t)} for t=${f.t} (~${Math.round((signers(f.t) * pointCheckUs) / 1000)} ms)`).join(', ')}; nor JSON, hex, sealing, request signing, storage and audit writes.`,
-    `Profile: V8 sampling profiler via node:inspector in this process, ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures, ${PROFILE.samplingIntervalUs} µs sampling interval, ${round1(top.total)} ms sampled; self time grouped by function name + file. Functions V8 inlined are counted in their caller.`,
+    `Profile: V8 sampling profiler via node:inspector in this process, ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures, ${PROFILE.samplingIntervalUs} µs sampling interval, ${round1(top.total)} ms sampled; time grouped by function name + file basename; self time is where the CPU was, total time includes callees (library functions only). Functions V8 inlined may be counted in their caller.`,
   ];
   console.log(`
 ## fedkms signing benchmark (FROST threshold Ed25519; sls offline + in-process)
@@ -537,9 +718,17 @@ ${dkgTable(dkgs)}
 
 ${cpuTable(cpu)}
 
+Point operations per signature (calls of ed25519.Point methods; isTorsionFree is a full multiplication by the group order):
+
+${pointCallsTable(cpu)}
+
 ### CPU profile of the ${PROFILE.t}-of-${PROFILE.n} threshold-signature loop: top ${PROFILE.top} by self time
 
-${profileTable(top.entries)}
+${profileTable(top.self, 'self')}
+
+Same profile, top ${PROFILE.top} library functions by total time (self + callees):
+
+${profileTable(top.inclusive, 'total')}
 `);
   mkdirSync(artifacts, { recursive: true });
   const profileFile = path.join(artifacts, 'bench-signing.cpuprofile');
@@ -556,7 +745,7 @@ ${profileTable(top.entries)}
     signing: rows,
     dkg: dkgs,
     cpu: { results: cpu, pointCheckUs, iterations: CPU },
-    profile: { federation: { n: PROFILE.n, t: PROFILE.t }, iterations: PROFILE.iterations, samplingIntervalUs: PROFILE.samplingIntervalUs, sampledMs: round1(top.total), top: top.entries, file: path.relative(ROOT, profileFile) },
+    profile: { federation: { n: PROFILE.n, t: PROFILE.t }, iterations: PROFILE.iterations, samplingIntervalUs: PROFILE.samplingIntervalUs, sampledMs: round1(top.total), topSelf: top.self, topTotalLibrary: top.inclusive, file: path.relative(ROOT, profileFile) },
   };
   writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`JSON: ${path.relative(ROOT, jsonFile)}\nprofile: ${path.relative(ROOT, profileFile)}`);

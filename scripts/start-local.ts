@@ -47,7 +47,7 @@ async function main() {
   const httpPort = Number(process.env['FEDKMS_PORT'] ?? 3000);
   const controlPort = Number(process.env['FEDKMS_CONTROL_PORT'] ?? 3099);
   console.log('fedkms: starting the local federation...');
-  const stack = await startLocalStack({ dir, httpPort, persist: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
+  const stack = await startLocalStack({ dir, httpPort, persist: true, watch: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
   const control = await controlServer(stack, controlPort);
   const example = await importExample(stack);
   writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, token: stack.token, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });

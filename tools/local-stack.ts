@@ -42,6 +42,8 @@ export interface LocalStackOptions {
   nodeTimeoutMs?: number;
   /** Override every function's timeout, seconds (sls offline enforces it). */
   functionTimeoutS?: number;
+  /** Rebuild and restart the functions when handlers or lib/ change (the developer's stack only). */
+  watch?: boolean;
   log?: (line: string) => void;
 }
 
@@ -210,6 +212,8 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
 
     const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_LOCAL_STACK: descriptorFile, FEDKMS_CONFIG: configFile, FEDKMS_STAGE: stage, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
     if (opts.functionTimeoutS) env['FEDKMS_FUNCTION_TIMEOUT'] = String(opts.functionTimeoutS);
+    // A path that never exists: a test stack must not restart because someone saved a file.
+    env['FEDKMS_WATCH_PATTERN'] = opts.watch ? './{functions,lib}/**/*.ts' : './.fedkms-no-watch';
     if (opts.nodeTimeoutMs) {
       const cfgCopy = path.join(dir, 'fedkms.config.json');
       writeFileSync(cfgCopy, JSON.stringify({ ...config, nodeTimeoutMs: opts.nodeTimeoutMs }));

@@ -99,7 +99,13 @@ export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>
         .call(node, ctl.signal)
         .then(
           (answer) => {
-            const v = opts.judge(node, answer);
+            let v: Verdict<V>;
+            try {
+              v = opts.judge(node, answer);
+            } catch {
+              // An answer that breaks a check is a bad answer, never a hung fan-out.
+              v = { ok: false, status: 'error', error: 'answer failed verification' };
+            }
             if (!v.ok) return settle({ nodeId: node.id, status: v.status, latencyMs: latency(), error: v.error });
             const g = groups.get(v.group) ?? { need: v.need, members: [] };
             g.members.push({ node, value: v.value });
