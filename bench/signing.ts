@@ -14,15 +14,14 @@
  * Writes the report to stdout and, as JSON, to artifacts/bench-signing.json; the raw
  * profile to artifacts/bench-signing.cpuprofile.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { ed25519, ed25519_FROST as frost } from '@noble/curves/ed25519.js';
 import { isValidPublicPoint } from '../lib/crypto/frost.js';
 import { fromHex, toB64, toHex, utf8 } from '../lib/encoding.js';
-import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
+import { ROOT, type LocalStack } from '../tools/local-stack.js';
+import { CLIENT_TIMEOUT_MS, commandLine, describeFailures, elapsed, fmt, gitRevision, HEALTHY, inTempDir, interrupted, iterationsFromEnv, latencyStats, loadAverage1m, machine, markdownTable, measure, reportHeader, round1, round2, runBench, withFederationStack, writeArtifact, writeJsonArtifact, type Federation, type LatencyStats, type Outcome, type Scenario } from './common.js';
 
 const SIGN_KEY_ID = 'bench-sign';
 /** The key the sign requests use: SIGN_KEY_ID, or a retry's keyId if its first DKG was disturbed. */
@@ -33,8 +32,6 @@ const FEDERATIONS = [
 ];
 /** The coordinator's per-node timeout (the repo default in fedkms.config.json). */
 const NODE_TIMEOUT_MS = 1500;
-/** Above the coordinator Lambda's own 29 s timeout, so a hang shows up as that Lambda's error. */
-const CLIENT_TIMEOUT_MS = 35_000;
 // sls offline starts another worker whenever a function is still busy, e.g. with a round-1
 // commit the coordinator no longer waited for (it takes the fastest t), so the pool needs a
 // few requests per scenario before it is stable. Warm-ups are not counted.
@@ -51,30 +48,19 @@ const SIGN_KEY_ATTEMPTS = 3;
 const POINT_METHODS = ['isTorsionFree', 'multiply', 'multiplyUnsafe'] as const;
 const CPU_MESSAGE = utf8('fedkms bench: a 64-byte message signed in-process, no network...');
 
-interface Outcome {
-  ok: boolean;
-  ms: number;
-  failure?: string;
+interface SignOutcome extends Outcome {
   /** Coordinator attempts (more than 1: a round failed and signing started over). */
   attempts?: number;
 }
 
-interface Row {
+interface Row extends LatencyStats {
   n: number;
   t: number;
   scenario: string;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  meanMs: number | null;
-  successes: number;
-  iterations: number;
   /** Successful requests that needed more than one coordinator attempt. */
   retried: number;
-  /** Failure reason -> count and median latency; the p50/p99/mean columns cover successes only. */
-  failures: Record<string, { count: number; p50Ms: number | null }>;
   /** What else happened to sls offline while this row was measured. */
   disturbances: Disturbances;
-  samplesMs: number[];
 }
 
 /**
@@ -120,34 +106,10 @@ interface ProfileEntry {
   percent: number;
 }
 
-interface Scenario {
-  key: string;
-  label: string;
-  apply(stack: LocalStack, ids: string[]): Promise<void>;
-}
-
 const SCENARIOS: Scenario[] = [
-  { key: 'healthy', label: 'healthy', apply: async () => undefined },
+  HEALTHY,
   { key: 'down', label: '1 node down (node1)', apply: (stack, ids) => stack.setNode(ids[0]!, { kind: 'down' }) },
 ];
-
-function iterationsFromEnv(): number {
-  const raw = process.env['BENCH_ITERATIONS'];
-  if (raw === undefined || raw === '') return 30;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_ITERATIONS must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const elapsed = (started: number) => performance.now() - started;
-const round1 = (x: number) => Math.round(x * 10) / 10;
-const round2 = (x: number) => Math.round(x * 100) / 100;
-
-/** Nearest-rank percentile of ascending samples. */
-function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 /** Median (mean of the middle two for an even count). */
 function median(xs: number[]): number | null {
@@ -249,7 +211,7 @@ async function dkg(stack: LocalStack, keyId: string, t: number): Promise<Outcome
 }
 
 /** One `POST /keys/{keyId}/sign`, timed from send to last body byte; the signature is checked against the group key. */
-async function signOnce(stack: LocalStack, groupKey: Uint8Array, seq: number): Promise<Outcome> {
+async function signOnce(stack: LocalStack, groupKey: Uint8Array, seq: number): Promise<SignOutcome> {
   const message = utf8(`fedkms signing bench #${seq}`);
   const started = performance.now();
   try {
@@ -266,43 +228,11 @@ async function signOnce(stack: LocalStack, groupKey: Uint8Array, seq: number): P
   }
 }
 
-function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'disturbances'>, outcomes: Outcome[]): Row {
-  const sortedMs = (xs: Outcome[]) => xs.map((o) => o.ms).sort((a, b) => a - b);
-  const round = (x: number | null) => (x === null ? null : round1(x));
-  const ok = outcomes.filter((o) => o.ok);
-  const okMs = sortedMs(ok);
-  const byReason = new Map<string, Outcome[]>();
-  for (const o of outcomes) if (!o.ok) byReason.set(o.failure ?? 'unknown', [...(byReason.get(o.failure ?? 'unknown') ?? []), o]);
-  const failures = Object.fromEntries([...byReason].map(([why, xs]) => [why, { count: xs.length, p50Ms: round(percentile(sortedMs(xs), 50)) }]));
-  return {
-    ...base,
-    p50Ms: round(percentile(okMs, 50)),
-    p99Ms: round(percentile(okMs, 99)),
-    meanMs: round(okMs.length ? okMs.reduce((a, b) => a + b, 0) / okMs.length : null),
-    successes: okMs.length,
-    iterations: outcomes.length,
-    retried: ok.filter((o) => (o.attempts ?? 1) > 1).length,
-    failures,
-    samplesMs: outcomes.map((o) => round1(o.ms)),
-  };
-}
-
-async function measure(label: string, warmup: number, iterations: number, once: (seq: number) => Promise<Outcome>, afterWarmup: () => void): Promise<Outcome[]> {
-  let seq = 0;
-  for (let i = 0; i < warmup; i++) await once(seq++);
-  afterWarmup();
-  const out: Outcome[] = [];
-  for (let i = 1; i <= iterations; i++) {
-    out.push(await once(seq++));
-    if (i === 1 || i % 5 === 0 || i === iterations) console.log(`  ${label}: ${i}/${iterations} (${out.filter((o) => o.ok).length} ok)`);
-  }
-  return out;
-}
-
-/** Cold-start every node Lambda one at a time, then the coordinator, before the first DKG. */
-async function warmNodes(stack: LocalStack): Promise<void> {
-  for (const p of stack.proxies.values()) await fetch(`${p.url}/status`, { signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS) }).then((r) => r.text());
-  await fetch(`${stack.url}/status`, { signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS) }).then((r) => r.text());
+function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'disturbances'>, outcomes: SignOutcome[]): Row {
+  // Spread apart to keep the JSON's key order: retried before failures and samples.
+  const { failures, samplesMs, ...latency } = latencyStats(outcomes);
+  const retried = outcomes.filter((o) => o.ok && (o.attempts ?? 1) > 1).length;
+  return { ...base, ...latency, retried, failures, samplesMs };
 }
 
 // ---------------------------------------------------------------- in-process CPU cost
@@ -364,16 +294,27 @@ function cpuCost(fed: { n: number; t: number }): Omit<CpuResult, 'pointCalls'> {
   };
 }
 
+/** Runs fn on an inspector session of this process with the Profiler domain enabled; always disconnects. */
+async function withProfiler<T>(fn: (session: Session) => Promise<T>): Promise<T> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    const out = await fn(session);
+    await session.post('Profiler.disable');
+    return out;
+  } finally {
+    session.disconnect();
+  }
+}
+
 /**
  * Exact calls of POINT_METHODS on noble's Edwards points during one run of each op, from
  * V8's precise coverage call counts (noble freezes its classes, so they cannot be wrapped).
  * Run after the timed parts: coverage mode changes how V8 optimizes.
  */
 async function countPointCalls(ops: (() => void)[]): Promise<PointCalls[]> {
-  const session = new Session();
-  session.connect();
-  try {
-    await session.post('Profiler.enable');
+  return withProfiler(async (session) => {
     await session.post('Profiler.startPreciseCoverage', { callCount: true, detailed: false });
     const out: PointCalls[] = [];
     for (const op of ops) {
@@ -390,11 +331,8 @@ async function countPointCalls(ops: (() => void)[]): Promise<PointCalls[]> {
       out.push(counts);
     }
     await session.post('Profiler.stopPreciseCoverage');
-    await session.post('Profiler.disable');
     return out;
-  } finally {
-    session.disconnect();
-  }
+  });
 }
 
 /** The service's own extra point check (lib/crypto/frost.ts isValidPublicPoint), per call. */
@@ -417,19 +355,13 @@ interface CpuProfile {
 async function profileThresholdLoop(): Promise<CpuProfile> {
   const key = dealt(PROFILE.n, PROFILE.t);
   for (let i = 0; i < CPU.threshold.warmup; i++) thresholdSignature(key, CPU_MESSAGE);
-  const session = new Session();
-  session.connect();
-  try {
-    await session.post('Profiler.enable');
+  return withProfiler(async (session) => {
     await session.post('Profiler.setSamplingInterval', { interval: PROFILE.samplingIntervalUs });
     await session.post('Profiler.start');
     for (let i = 0; i < PROFILE.iterations; i++) thresholdSignature(key, CPU_MESSAGE);
     const { profile } = await session.post('Profiler.stop');
-    await session.post('Profiler.disable');
     return profile as unknown as CpuProfile;
-  } finally {
-    session.disconnect();
-  }
+  });
 }
 
 /**
@@ -472,48 +404,15 @@ function aggregateProfile(profile: CpuProfile, top: number): { total: number; se
   return { total: total / 1000, self: entries(selfUs), inclusive: entries(inclusiveUs) };
 }
 
-// ---------------------------------------------------------------- stack lifecycle
+// ---------------------------------------------------------------- per federation
 
-/** The stack being started or used, so SIGINT and errors can stop it. */
-let live: Promise<LocalStack> | undefined;
-let interrupted = false;
-
-async function stopLive(): Promise<void> {
-  const pending = live;
-  live = undefined;
-  const stack = await pending?.catch(() => undefined);
-  await stack?.stop();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  interrupted = true;
-  console.error(`\nbench: ${signal}, stopping the local stack...`);
-  void stopLive().finally(() => process.exit(130));
-}
-
-function writeFederationConfig(tmp: string, n: number, t: number): { configFile: string; ids: string[] } {
-  const ids = Array.from({ length: n }, (_, i) => `node${i + 1}`);
-  const configFile = path.join(tmp, `federation-${t}-of-${n}.json`);
-  writeFileSync(configFile, JSON.stringify({ threshold: t, nodes: ids.map((id) => ({ id })), nodeTimeoutMs: NODE_TIMEOUT_MS }, null, 2));
-  return { configFile, ids };
-}
-
-async function benchFederation(tmp: string, fed: { n: number; t: number }, iterations: number): Promise<{ rows: Row[]; dkg?: DkgResult }> {
-  if (interrupted) return { rows: [] };
-  const { configFile, ids } = writeFederationConfig(tmp, fed.n, fed.t);
-  const dir = mkdtempSync(path.join(tmp, `stack-${fed.n}-`));
-  console.log(`n=${fed.n} (${fed.t}-of-${fed.n}): starting the local stack in ${dir} ...`);
-  const startedAt = performance.now();
-  live = startLocalStack({ dir, configFile, log: (l) => console.log(`  ${l}`) });
-  try {
-    const stack = await live;
-    console.log(`  stack up in ${(elapsed(startedAt) / 1000).toFixed(1)} s`);
-    await warmNodes(stack);
-
+async function benchFederation(tmp: string, fed: Federation, iterations: number): Promise<{ rows: Row[]; dkg?: DkgResult }> {
+  if (interrupted()) return { rows: [] };
+  return withFederationStack(tmp, fed, NODE_TIMEOUT_MS, async (stack, ids) => {
     // DKG: the signing key first (the stack's first DKG, so reported apart), then measured runs.
     const keyFailures: string[] = [];
     let first: Awaited<ReturnType<typeof dkg>> | undefined;
-    for (let attempt = 1; attempt <= SIGN_KEY_ATTEMPTS && !interrupted; attempt++) {
+    for (let attempt = 1; attempt <= SIGN_KEY_ATTEMPTS && !interrupted(); attempt++) {
       const keyId = attempt === 1 ? SIGN_KEY_ID : `${SIGN_KEY_ID}-${attempt}`;
       const m = mark(stack);
       const r = await dkg(stack, keyId, fed.t);
@@ -530,7 +429,7 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
     const groupKey = fromHex(first.groupPublicKey);
     const runs: Outcome[] = [];
     const dkgMark = mark(stack);
-    for (let i = 1; i <= DKG_RUNS && !interrupted; i++) runs.push(await dkg(stack, `bench-dkg-${i}`, fed.t));
+    for (let i = 1; i <= DKG_RUNS && !interrupted(); i++) runs.push(await dkg(stack, `bench-dkg-${i}`, fed.t));
     const okRuns = runs.filter((r) => r.ok).map((r) => r.ms);
     const dkgResult: DkgResult = {
       ...fed,
@@ -544,7 +443,7 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
 
     const rows: Row[] = [];
     for (const scenario of SCENARIOS) {
-      if (interrupted) return { rows, dkg: dkgResult };
+      if (interrupted()) return { rows, dkg: dkgResult };
       await scenario.apply(stack, ids);
       let m = mark(stack);
       const outcomes = await measure(`n=${fed.n} ${scenario.key} sign`, SIGN_WARMUP, iterations, (seq) => signOnce(stack, groupKey, seq), () => (m = mark(stack)));
@@ -553,93 +452,52 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
       rows.push(summarize({ n: fed.n, t: fed.t, scenario: scenario.label, disturbances: d }, outcomes));
     }
     return { rows, dkg: dkgResult };
-  } finally {
-    await stopLive();
-  }
+  });
 }
 
 // ---------------------------------------------------------------- report
 
-function commandLine(): string {
-  const env = process.env['BENCH_ITERATIONS'] ? `BENCH_ITERATIONS=${process.env['BENCH_ITERATIONS']} ` : '';
-  const event = process.env['npm_lifecycle_event'];
-  const run = event === 'bench' || event === 'bench:sign' ? `npm run ${event}` : `npx tsx ${path.relative(ROOT, process.argv[1] ?? 'bench/signing.ts')}`;
-  return env + run;
-}
-
-function gitRevision(): string {
-  try {
-    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${rev} (working tree modified)` : rev;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function machine() {
-  const cpus = os.cpus();
-  return {
-    node: process.version,
-    cpu: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-  };
-}
-
-const fmt = (x: number | null) => (x === null ? '-' : x.toFixed(1));
-
 function latencyTable(rows: Row[]): string {
-  const failures = (f: Row['failures']) => Object.entries(f).map(([why, x]) => `${x.count}x ${why} (p50 ${fmt(x.p50Ms)} ms)`).join('; ') || '-';
-  return [
-    '| n | t | scenario | p50 ms | p99 ms | mean ms | successes/iterations | retried | failures | disturbances |',
-    '|---:|---:|---|---:|---:|---:|---:|---:|---|---|',
-    ...rows.map((r) => `| ${r.n} | ${r.t} | ${r.scenario} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.meanMs)} | ${r.successes}/${r.iterations} | ${r.retried} | ${failures(r.failures)} | ${describeDisturbances(r.disturbances)} |`),
-  ].join('\n');
+  return markdownTable(
+    [['n', 'r'], ['t', 'r'], ['scenario', 'l'], ['p50 ms', 'r'], ['p99 ms', 'r'], ['mean ms', 'r'], ['successes/iterations', 'r'], ['retried', 'r'], ['failures', 'l'], ['disturbances', 'l']],
+    rows.map((r) => [r.n, r.t, r.scenario, fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.meanMs), `${r.successes}/${r.iterations}`, r.retried, describeFailures(r.failures), describeDisturbances(r.disturbances)]),
+  );
 }
 
 function dkgTable(results: DkgResult[]): string {
-  return [
-    '| n | t | first DKG on the stack ms | measured runs ms | median ms | failures | disturbances |',
-    '|---:|---:|---:|---|---:|---|---|',
-    ...results.map((d) => `| ${d.n} | ${d.t} | ${fmt(d.firstMs)} | ${d.runsMs.map((x) => (x === null ? 'failed' : x.toFixed(1))).join(', ')} | ${fmt(d.medianMs)} | ${d.failures.join('; ') || '-'} | ${describeDisturbances(d.disturbances)} |`),
-  ].join('\n');
+  return markdownTable(
+    [['n', 'r'], ['t', 'r'], ['first DKG on the stack ms', 'r'], ['measured runs ms', 'l'], ['median ms', 'r'], ['failures', 'l'], ['disturbances', 'l']],
+    results.map((d) => [d.n, d.t, fmt(d.firstMs), d.runsMs.map((x) => (x === null ? 'failed' : x.toFixed(1))).join(', '), fmt(d.medianMs), d.failures.join('; ') || '-', describeDisturbances(d.disturbances)]),
+  );
 }
 
 function cpuTable(results: CpuResult[]): string {
-  return [
-    '| n | t | threshold signature µs CPU (wall) | plain sign+verify µs CPU (wall) | ratio threshold/plain (CPU) |',
-    '|---:|---:|---:|---:|---:|',
-    ...results.map((c) => `| ${c.n} | ${c.t} | ${fmt(c.thresholdUsPerOp)} (${fmt(c.thresholdWallUsPerOp)}) | ${fmt(c.plainUsPerOp)} (${fmt(c.plainWallUsPerOp)}) | ${c.ratio.toFixed(2)} |`),
-  ].join('\n');
+  return markdownTable(
+    [['n', 'r'], ['t', 'r'], ['threshold signature µs CPU (wall)', 'r'], ['plain sign+verify µs CPU (wall)', 'r'], ['ratio threshold/plain (CPU)', 'r']],
+    results.map((c) => [c.n, c.t, `${fmt(c.thresholdUsPerOp)} (${fmt(c.thresholdWallUsPerOp)})`, `${fmt(c.plainUsPerOp)} (${fmt(c.plainWallUsPerOp)})`, c.ratio.toFixed(2)]),
+  );
 }
 
 function profileTable(entries: ProfileEntry[], what: string): string {
-  return [
-    `| # | function | file | ${what} ms | ${what} % |`,
-    '|---:|---|---|---:|---:|',
-    ...entries.map((e, i) => `| ${i + 1} | ${e.function} | ${e.file || '-'} | ${fmt(e.ms)} | ${fmt(e.percent)} |`),
-  ].join('\n');
+  return markdownTable(
+    [['#', 'r'], ['function', 'l'], ['file', 'l'], [`${what} ms`, 'r'], [`${what} %`, 'r']],
+    entries.map((e, i) => [i + 1, e.function, e.file || '-', fmt(e.ms), fmt(e.percent)]),
+  );
 }
 
 function pointCallsTable(results: CpuResult[]): string {
   const calls = (c: PointCalls) => POINT_METHODS.map((m) => c[m]).join(' / ');
-  return [
-    `| n | t | threshold signature: ${POINT_METHODS.join(' / ')} | plain sign+verify: same |`,
-    '|---:|---:|---:|---:|',
-    ...results.map((c) => `| ${c.n} | ${c.t} | ${calls(c.pointCalls.threshold)} | ${calls(c.pointCalls.plain)} |`),
-  ].join('\n');
+  return markdownTable(
+    [['n', 'r'], ['t', 'r'], [`threshold signature: ${POINT_METHODS.join(' / ')}`, 'r'], ['plain sign+verify: same', 'r']],
+    results.map((c) => [c.n, c.t, calls(c.pointCalls.threshold), calls(c.pointCalls.plain)]),
+  );
 }
 
 async function main(): Promise<void> {
   const iterations = iterationsFromEnv();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const began = performance.now();
   const date = new Date().toISOString();
-  const loadAtStart = os.loadavg()[0]!;
-  const artifacts = path.join(ROOT, 'artifacts');
+  const loadAtStart = loadAverage1m();
 
   // In-process parts first, while none of our own child processes compete for the CPU.
   console.log(`CPU cost: ${CPU.threshold.iterations} threshold signatures and ${CPU.plain.iterations} plain ones per federation ...`);
@@ -657,34 +515,27 @@ async function main(): Promise<void> {
     const [threshold, plain] = await countPointCalls([op.threshold, op.plain]);
     cpu.push({ ...c, pointCalls: { threshold: threshold!, plain: plain! } });
   }
-  const loadAfterCpu = os.loadavg()[0]!;
+  const loadAfterCpu = loadAverage1m();
   sourceWatch.start();
 
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'fedkms-bench-'));
   const rows: Row[] = [];
   const dkgs: DkgResult[] = [];
-  try {
-    for (const fed of FEDERATIONS) {
-      const r = await benchFederation(tmp, fed, iterations);
-      rows.push(...r.rows);
-      if (r.dkg) dkgs.push(r.dkg);
+  const complete = await inTempDir(async (tmp) => {
+    try {
+      for (const fed of FEDERATIONS) {
+        const r = await benchFederation(tmp, fed, iterations);
+        rows.push(...r.rows);
+        if (r.dkg) dkgs.push(r.dkg);
+      }
+    } finally {
+      sourceWatch.stop();
     }
-  } catch (e) {
-    if (interrupted) return;
-    console.error(`bench failed; stack logs kept in ${tmp}`);
-    throw e;
-  } finally {
-    sourceWatch.stop();
-  }
-  rmSync(tmp, { recursive: true, force: true });
-  // A partial run must not overwrite the last complete artifact; the signal handler exits.
-  if (interrupted) return;
+  });
+  if (!complete) return;
 
   const info = machine();
-  const command = commandLine();
-  // Other work on the machine (for example a concurrent test run) skews every number here.
-  const load = { start: round2(loadAtStart), afterCpu: round2(loadAfterCpu), end: round2(os.loadavg()[0]!) };
-  const busy = Math.max(load.start, load.afterCpu, load.end) > info.cores ? ' -- above the core count: other processes competed for the CPU, numbers are skewed' : '';
+  const command = commandLine(['bench', 'bench:sign'], 'bench/signing.ts');
+  const load = { start: round2(loadAtStart), afterCpu: round2(loadAfterCpu), end: round2(loadAverage1m()) };
   const signers = (t: number) => 2 * t + 2 * t * t;
   const notes = [
     `End to end: ${iterations} measured \`POST /keys/{keyId}/sign\` requests per row after ${SIGN_WARMUP} uncounted warm-ups per scenario; each signature checked against the DKG group key. Client wall time; p50/p99 nearest-rank over successful requests only (with few samples p99 is the maximum). "retried": successes that needed more than one coordinator attempt.`,
@@ -695,16 +546,13 @@ async function main(): Promise<void> {
     `Not in the CPU figure: the service's own point checks (lib/crypto/frost.ts isValidPublicPoint, ${fmt(pointCheckUs)} µs CPU each here): 2t by the coordinator and 2t by each of the t signing nodes per signature, i.e. ${FEDERATIONS.map((f) => `${signers(f.t)} for t=${f.t} (~${Math.round((signers(f.t) * pointCheckUs) / 1000)} ms)`).join(', ')}; nor JSON, hex, sealing, request signing, storage and audit writes.`,
     `Profile: V8 sampling profiler via node:inspector in this process, ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures, ${PROFILE.samplingIntervalUs} µs sampling interval, ${round1(top.total)} ms sampled; time grouped by function name + file basename; self time is where the CPU was, total time includes callees (library functions only). Functions V8 inlined may be counted in their caller.`,
   ];
+  const header = reportHeader(
+    'fedkms signing benchmark (FROST threshold Ed25519; sls offline + in-process)',
+    { date, began, command, machine: info, loadPoints: 'start / after the in-process part / end', loads: [load.start, load.afterCpu, load.end] },
+    notes,
+  );
   console.log(`
-## fedkms signing benchmark (FROST threshold Ed25519; sls offline + in-process)
-
-- date: ${date}
-- machine: node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB, ${info.os}
-- revision: ${gitRevision()}
-- command: \`${command}\`
-- total run time: ${(elapsed(began) / 1000).toFixed(0)} s
-- load average (1 min) at start / after the in-process part / end: ${load.start} / ${load.afterCpu} / ${load.end}${busy}
-${notes.map((n) => `- ${n}`).join('\n')}
+${header}
 
 ### End-to-end signing latency (sls offline)
 
@@ -730,10 +578,7 @@ Same profile, top ${PROFILE.top} library functions by total time (self + callees
 
 ${profileTable(top.inclusive, 'total')}
 `);
-  mkdirSync(artifacts, { recursive: true });
-  const profileFile = path.join(artifacts, 'bench-signing.cpuprofile');
-  writeFileSync(profileFile, JSON.stringify(profile));
-  const jsonFile = path.join(artifacts, 'bench-signing.json');
+  const profileFile = writeArtifact('bench-signing.cpuprofile', JSON.stringify(profile));
   const report = {
     date,
     command,
@@ -745,14 +590,10 @@ ${profileTable(top.inclusive, 'total')}
     signing: rows,
     dkg: dkgs,
     cpu: { results: cpu, pointCheckUs, iterations: CPU },
-    profile: { federation: { n: PROFILE.n, t: PROFILE.t }, iterations: PROFILE.iterations, samplingIntervalUs: PROFILE.samplingIntervalUs, sampledMs: round1(top.total), topSelf: top.self, topTotalLibrary: top.inclusive, file: path.relative(ROOT, profileFile) },
+    profile: { federation: { n: PROFILE.n, t: PROFILE.t }, iterations: PROFILE.iterations, samplingIntervalUs: PROFILE.samplingIntervalUs, sampledMs: round1(top.total), topSelf: top.self, topTotalLibrary: top.inclusive, file: profileFile },
   };
-  writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`JSON: ${path.relative(ROOT, jsonFile)}\nprofile: ${path.relative(ROOT, profileFile)}`);
+  const jsonFile = writeJsonArtifact('bench-signing.json', report);
+  console.log(`JSON: ${jsonFile}\nprofile: ${profileFile}`);
 }
 
-main().catch(async (e) => {
-  console.error(`bench: ${(e as Error).stack ?? e}`);
-  await stopLive();
-  process.exit(1);
-});
+runBench(main);
