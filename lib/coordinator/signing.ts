@@ -12,7 +12,7 @@ import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex, utf8 } from '../encoding.js';
-import { AuditUnavailableError, QuorumError, type Culprit } from '../errors.js';
+import { AuditUnavailableError, NotFoundError, QuorumError, type Culprit } from '../errors.js';
 import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { gather, type NodeReport, type Verdict } from './fanout.js';
@@ -109,7 +109,7 @@ export class Signing {
     }
     const cheaters = [...excluded.values()].filter((c) => c.reason === 'invalid signature share');
     await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'key.sign', keyId, outcome: 'failure', details: { cheaters, nodes: reports } }).catch(() => undefined);
-    if (reports.length && reports.every((r) => r.status === 'not_found')) throw new QuorumError(`key ${keyId} not found on any node`, { nodes: reports });
+    if (reports.length && reports.every((r) => r.status === 'not_found')) throw new NotFoundError('key_not_found', `key ${keyId} not found`);
     throw new QuorumError(`fewer than the threshold of honest nodes could sign with ${keyId}`, { nodes: reports, cheaters });
   }
 }

@@ -186,6 +186,17 @@ describe('bad input gets a clear 4xx', () => {
     ['wrong token', () => call(stack, 'POST', '/keys/example/reconstruct', { token: 'not-the-token' }), 401, 'auth_invalid'],
     ['oversized body', () => call(stack, 'POST', '/keys', { rawBody: JSON.stringify({ keyId: 'big', secretHex: 'ab'.repeat(40_000) }) }), 413, 'payload_too_large'],
     ['unknown route', () => call(stack, 'DELETE', '/keys/example'), 404, ''],
+    ['sign: neither message nor digest', () => call(stack, 'POST', '/keys/example/sign', { body: {} }), 400, 'invalid_input'],
+    ['sign: both message and digest', () => call(stack, 'POST', '/keys/example/sign', { body: { message: 'AA==', digest: 'ab'.repeat(32) } }), 400, 'invalid_input'],
+    ['sign: non-canonical base64 message', () => call(stack, 'POST', '/keys/example/sign', { body: { message: 'QQ=x' } }), 400, 'invalid_encoding'],
+    ['sign: digest of a wrong length', () => call(stack, 'POST', '/keys/example/sign', { body: { digest: 'abcd' } }), 400, 'invalid_input'],
+    ['sign: unknown key', () => call(stack, 'POST', '/keys/no-such-key/sign', { body: { message: 'AA==' } }), 404, 'key_not_found'],
+    ['public: unknown key', () => call(stack, 'GET', '/keys/no-such-key/public'), 404, 'key_not_found'],
+    ['ed25519 key with a secret', () => call(stack, 'POST', '/keys', { body: { keyId: 'x7', type: 'ed25519', secretHex: '00' } }), 400, 'invalid_input'],
+    ['refresh changing the threshold', () => call(stack, 'POST', '/keys/example/refresh', { body: { threshold: 3 } }), 400, 'use_reshare'],
+    ['reshare above n', () => call(stack, 'POST', '/keys/example/reshare', { body: { threshold: 9 } }), 400, 'invalid_threshold'],
+    ['reshare to an unknown node', () => call(stack, 'POST', '/keys/example/reshare', { body: { nodes: ['node1', 'node9'] } }), 400, 'invalid_nodes'],
+    ['reshare unknown field', () => call(stack, 'POST', '/keys/example/reshare', { body: { nodes: ['node1', 'node2'], force: true } }), 400, 'invalid_input'],
   ];
 
   it.each(cases)('%s', async (_name, run, status, code) => {
