@@ -41,6 +41,7 @@ function render(stage, configFile) {
   const local = loadLocal();
   const auditTable = `fedkms-${stage}-audit`;
   const replayTable = `fedkms-${stage}-replay`;
+  const poolTable = `fedkms-${stage}-commitments`;
   const sm = (name, field) => `{{resolve:secretsmanager:fedkms/${stage}/${name}:SecretString:${field}}}`;
   const secret = (name, field) => (local ? local.secrets[name][field] : sm(name, field));
   const bucketName = (id) => (local ? `fedkms-${stage}-${id}` : { 'Fn::Sub': `fedkms-${stage}-${id}-\${AWS::AccountId}-\${AWS::Region}` });
@@ -102,6 +103,7 @@ function render(stage, configFile) {
         ['DELETE', 'fragment'],
         ...['round1', 'confirm', 'round2', 'round3', 'commit', 'abort'].map((r) => ['POST', `dkg/${r}`]),
         ['POST', 'sign/commit'],
+        ['POST', 'sign/preprocess'],
         ['POST', 'sign/share'],
         ...['deal', 'receive', 'commit'].map((r) => ['POST', `reshare/${r}`]),
       ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
@@ -128,10 +130,15 @@ function render(stage, configFile) {
     environment: {
       ...federationView,
       COORDINATOR_SIGNING_KEY: secret('coordinator', 'privateKey'),
+      POOL_TABLE: poolTable,
       API_TOKEN: secret('coordinator', 'apiToken'),
     },
     // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
-    iamRoleStatements: auditAccess('reconstruct'),
+    // Plus the pre-published commitments (public values) it relays for one-round signing.
+    iamRoleStatements: [
+      ...auditAccess('reconstruct'),
+      { Effect: 'Allow', Action: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem'], Resource: [tableArn(poolTable)] },
+    ],
     events: [
       ['GET', '/status'],
       ['GET', '/keys'],
@@ -139,6 +146,7 @@ function render(stage, configFile) {
       ['GET', '/keys/{keyId}'],
       ['POST', '/keys/{keyId}/reconstruct'],
       ['POST', '/keys/{keyId}/sign'],
+      ['POST', '/keys/{keyId}/preprocess'],
       ['GET', '/keys/{keyId}/public'],
       ['POST', '/keys/{keyId}/refresh'],
       ['POST', '/keys/{keyId}/reshare'],
@@ -180,6 +188,22 @@ function render(stage, configFile) {
           { AttributeName: 'seq', KeyType: 'RANGE' },
         ],
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      },
+    },
+    CommitmentTable: {
+      Type: 'AWS::DynamoDB::Table',
+      Properties: {
+        TableName: poolTable,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'keyId', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'keyId', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
       },
     },
     ReplayTable: {

@@ -60,6 +60,10 @@ export const handler = httpApi({
       const body = parseInput(signSchemas.commit, req.body);
       return rt.signing.commit({ ...body, keyId: parseKeyId(body.keyId) });
     }),
+    'POST /sign/preprocess': authed((rt, req) => {
+      const body = parseInput(signSchemas.preprocess, req.body);
+      return rt.signing.preprocess({ ...body, keyId: parseKeyId(body.keyId) });
+    }),
     'POST /sign/share': authed((rt, req, signer) => {
       const body = parseInput(signSchemas.share, req.body);
       return rt.signing.share({ ...body, keyId: parseKeyId(body.keyId) }, signer);

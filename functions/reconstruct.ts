@@ -4,7 +4,7 @@
  * copies can run.
  */
 import { coordinatorRuntime } from '../lib/coordinator/runtime.js';
-import { createKeySchema, signSchema } from '../lib/coordinator/service.js';
+import { createKeySchema, preprocessSchema, signSchema } from '../lib/coordinator/service.js';
 import { reshareSchema } from '../lib/coordinator/reshare.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseKeyId } from '../lib/key-id.js';
@@ -36,6 +36,7 @@ export const handler = httpApi({
     'POST /keys/{keyId}/sign': authed((rt, req, actor) => rt.coordinator.sign(parseKeyId(req.pathParams['keyId']), parseInput(signSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/refresh': authed((rt, req, actor) => rt.coordinator.refresh(parseKeyId(req.pathParams['keyId']), parseInput(reshareSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/reshare': authed((rt, req, actor) => rt.coordinator.reshare(parseKeyId(req.pathParams['keyId']), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(parseKeyId(req.pathParams['keyId']), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
     'GET /keys/{keyId}/public': authed((rt, req) => rt.coordinator.publicKey(parseKeyId(req.pathParams['keyId']))),
     'POST /keys/{keyId}/reconstruct': authed((rt, req, actor) => rt.coordinator.reconstruct(parseKeyId(req.pathParams['keyId']), actor)),
     'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),

@@ -46,3 +46,26 @@ export interface ReplayGuard {
   /** Atomically record `id` in `scope`; false if it was seen before. */
   claim(scope: string, id: string, expiresAtEpochS: number): Promise<boolean>;
 }
+
+/** A node's pre-published nonce commitment (RFC 9591 preprocessing), waiting to be used once. */
+export interface PooledCommitment {
+  keyId: string;
+  nodeId: string;
+  sessionId: string;
+  version: number;
+  digest: string;
+  /** The key descriptor the node answered with, canonical JSON. */
+  descriptor: string;
+  commitment: { identifier: string; hiding: string; binding: string };
+  expiresAt: number;
+}
+
+/** Where the stateless coordinator keeps published commitments between requests. */
+export interface CommitmentPool {
+  add(items: PooledCommitment[]): Promise<void>;
+  /** Unexpired commitments of a key. */
+  list(keyId: string): Promise<PooledCommitment[]>;
+  /** Atomically remove one commitment; false if another request took it first. */
+  take(item: PooledCommitment): Promise<boolean>;
+  clear(keyId: string): Promise<void>;
+}

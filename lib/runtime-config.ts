@@ -62,6 +62,8 @@ const coordinatorSchema = z.object({
     return parsed.success ? parsed.data : [];
   }),
   COORDINATOR_SIGNING_KEY: b64Key(32),
+  /** DynamoDB table of pre-published nonce commitments (one-round signing); optional. */
+  POOL_TABLE: z.string().min(1).optional(),
   API_TOKEN: z.string().min(16),
   NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
 });

@@ -1,7 +1,7 @@
 /** What the coordinator's parts share: dependencies, the audit stream, the public view of a key. */
 import { groupPublicKey } from '../crypto/shares.js';
 import type { KeyDescriptor } from '../node/fragment.js';
-import type { AuditLog } from '../ports.js';
+import type { AuditLog, CommitmentPool } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import type { NodeClient } from './node-client.js';
 
@@ -13,6 +13,8 @@ export interface CoordinatorDeps {
   timeoutMs: number;
   client: NodeClient;
   audit: AuditLog;
+  /** Pre-published commitments for one-round signing; without it every signature takes two rounds. */
+  pool?: CommitmentPool;
 }
 
 export function summarize(d: KeyDescriptor) {

@@ -118,6 +118,8 @@ export class Reshare {
       await fail('audit unavailable', committed.reports, false).catch(() => undefined);
       throw new AuditUnavailableError();
     }
+    // Commitments published for v are useless now.
+    await this.deps.pool?.clear(keyId).catch(() => undefined);
     // The new version works and is on record: retire the old one wherever it was held.
     const retired = await this.each(old.participants.map((p) => byId(p.nodeId)), 'DELETE', '/fragment', () => undefined, z.object({ nodeId: z.string(), deleted: z.literal(true) }), { keyId, version: String(old.version) });
     return { key: summarize(descriptor), previousVersion: old.version, dealers: dealers.map((d) => d.id), retired: retired.reports };

@@ -1,6 +1,7 @@
 /** Wires the Coordinator from the function's environment. */
 import { dynamoClient } from '../aws/clients.js';
 import { DynamoAuditLog } from '../aws/audit-log.js';
+import { DynamoCommitmentPool } from '../aws/commitment-pool.js';
 import { recordRefusal } from '../audit/refusal.js';
 import type { HttpRequest } from '../http/api.js';
 import { recordNodeCall, type Telemetry } from '../observability.js';
@@ -19,8 +20,9 @@ export interface FederationView {
 }
 
 /** A Coordinator over the configured nodes, signing as `signer`, with per-node metrics when telemetry is on. */
-export function federationCoordinator(cfg: FederationView, signingKey: Uint8Array, telemetry?: Telemetry, signer?: string) {
+export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: string | undefined }, signingKey: Uint8Array, telemetry?: Telemetry, signer?: string) {
   const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
+  const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
   const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
   const coordinator = new Coordinator({
     nodes: cfg.FEDKMS_NODES,
@@ -28,6 +30,7 @@ export function federationCoordinator(cfg: FederationView, signingKey: Uint8Arra
     timeoutMs: cfg.NODE_TIMEOUT_MS,
     client: new NodeClient(signingKey, fetch, { ...(signer ? { signer } : {}), ...(observe ? { observe } : {}) }),
     audit,
+    ...(pool ? { pool } : {}),
   });
   return { coordinator, audit };
 }

@@ -59,6 +59,8 @@ export const signSchema = z
 export type SignInput = z.infer<typeof signSchema>;
 export type ReshareInput = z.infer<typeof reshareSchema>;
 
+export const preprocessSchema = z.object({ count: z.number().int().min(1).max(50).optional() }).strict();
+
 const fragmentAnswerSchema = z.object({
   nodeId: z.string(),
   identifier: z.string(),
@@ -307,6 +309,11 @@ export class Coordinator {
     const message = input.message !== undefined ? fromB64(input.message, 'message') : digestMessage(fromHex(input.digest!, 'digest'));
     if (message.length > MAX_MESSAGE_BYTES) throw new BadRequestError('message_too_large', `message exceeds ${MAX_MESSAGE_BYTES} bytes`);
     return new Signing(this.deps).sign(keyId, message, actor, input.message !== undefined ? 'message' : 'digest');
+  }
+
+  /** Publish `count` nonce commitments per node, so the next signatures take one round trip. */
+  preprocess(keyId: string, count: number) {
+    return new Signing(this.deps).preprocess(keyId, count);
   }
 
   /** The group public key in raw hex, SPKI PEM and OpenSSH forms. */

@@ -12,10 +12,12 @@ import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex, utf8 } from '../encoding.js';
-import { AuditUnavailableError, NotFoundError, QuorumError, type Culprit } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, NotFoundError, QuorumError, type Culprit } from '../errors.js';
+import type { PooledCommitment } from '../ports.js';
+import { POOL_TTL_S } from '../node/signing.js';
 import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
-import { gather, type NodeReport, type Verdict } from './fanout.js';
+import { gather, markDissenters, type NodeReport, type Verdict } from './fanout.js';
 import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
 
 /** Domain separation for digest mode: a digest is never signed as if it were the message itself. */
@@ -34,6 +36,24 @@ const commitAnswer = z.object({
 const shareAnswer = z.object({ nodeId: z.string(), identifier: hex32, share: hex32 });
 const MAX_ATTEMPTS = 3;
 
+/** Who signs, with which commitments: from a fresh round 1, or from pre-published ones. */
+interface Plan {
+  d: KeyDescriptor;
+  signers: NodeEndpoint[];
+  list: CommitmentHex[];
+  /** Each signer's nonce session: one id for a fresh round 1, one per commitment from the pool. */
+  sessions: Map<string, string>;
+}
+
+const commitmentBatch = z.object({
+  nodeId: z.string(),
+  identifier: hex32,
+  keyId: z.string(),
+  version: z.number().int(),
+  descriptor: descriptorSchema,
+  commitments: z.array(z.object({ sessionId: z.string(), commitment: z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict() })),
+});
+
 export class Signing {
   constructor(private readonly deps: CoordinatorDeps) {}
 
@@ -43,19 +63,16 @@ export class Signing {
     let reports: NodeReport[] = [];
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const candidates = this.deps.nodes.filter((n) => !excluded.has(n.id) && (!only || only.nodes.includes(n.id)));
-      const sessionId = randomUUID();
-      const r1 = await gather({
-        nodes: candidates,
-        timeoutMs: this.deps.timeoutMs,
-        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId, ...(only ? { version: only.version } : {}) } }, signal),
-        judge: (n, a) => judgeCommit(n, a, keyId, only?.version),
-      });
-      reports = mergeReports(reports, r1.reports);
-      const w = r1.winner;
-      if (!w || w.members.length < w.need) break;
-      const d = w.members[0]!.value.d;
-      const signers = w.members.map((m) => m.node);
-      const list = w.members.map((m) => m.value.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier));
+      // One round trip when t nodes have pre-published commitments; otherwise two rounds.
+      let plan = attempt === 1 && !only ? await this.fromPool(keyId, candidates).catch(() => undefined) : undefined;
+      const rounds = plan ? 1 : 2;
+      if (!plan) {
+        const r1 = await this.commitRound(keyId, candidates, only?.version);
+        reports = mergeReports(reports, r1.reports);
+        plan = r1.plan;
+      }
+      if (!plan) break;
+      const { d, signers, list, sessions } = plan;
       const pub = publicPackageFromHex(d.publicPackage);
       const commitments = list.map(commitmentFromHex);
 
@@ -63,7 +80,7 @@ export class Signing {
         nodes: signers,
         timeoutMs: this.deps.timeoutMs,
         stopEarly: false,
-        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/share', body: { sessionId, keyId, message: toB64(message), commitments: list } }, signal),
+        call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/share', body: { sessionId: sessions.get(n.id), keyId, message: toB64(message), commitments: list } }, signal),
         judge: (n, a): Verdict<Uint8Array> => {
           const p = shareAnswer.safeParse(a);
           const id = identifierFor(n.index);
@@ -91,7 +108,7 @@ export class Signing {
           action: 'key.sign',
           keyId,
           outcome: 'success',
-          details: { version: d.version, mode, messageSha256: sha256Hex(message), signers: signers.map((s) => s.id), cheaters, attempts: attempt, nodes: reports },
+          details: { version: d.version, mode, rounds, messageSha256: sha256Hex(message), signers: signers.map((s) => s.id), cheaters, attempts: attempt, nodes: reports },
         });
       } catch {
         throw new AuditUnavailableError();
@@ -103,6 +120,7 @@ export class Signing {
         signature: { hex: toHex(signature), base64: toB64(signature) },
         signers: signers.map((s) => s.id),
         cheaters,
+        rounds,
         attempts: attempt,
         nodes: reports,
       };
@@ -111,6 +129,98 @@ export class Signing {
     await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'key.sign', keyId, outcome: 'failure', details: { cheaters, nodes: reports } }).catch(() => undefined);
     if (reports.length && reports.every((r) => r.status === 'not_found')) throw new NotFoundError('key_not_found', `key ${keyId} not found`);
     throw new QuorumError(`fewer than the threshold of honest nodes could sign with ${keyId}`, { nodes: reports, cheaters });
+  }
+
+  /** Round 1: commitments from the fastest t candidates that agree on the key. */
+  private async commitRound(keyId: string, candidates: NodeEndpoint[], version?: number): Promise<{ plan?: Plan; reports: NodeReport[] }> {
+    const sessionId = randomUUID();
+    const r1 = await gather({
+      nodes: candidates,
+      timeoutMs: this.deps.timeoutMs,
+      call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId, ...(version !== undefined ? { version } : {}) } }, signal),
+      judge: (n, a) => judgeCommit(n, a, keyId, version),
+    });
+    const w = r1.winner;
+    if (!w || w.members.length < w.need) return { reports: r1.reports };
+    const signers = w.members.map((m) => m.node);
+    return {
+      reports: r1.reports,
+      plan: {
+        d: w.members[0]!.value.d,
+        signers,
+        list: w.members.map((m) => m.value.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier)),
+        sessions: new Map(signers.map((n) => [n.id, sessionId])),
+      },
+    };
+  }
+
+  /** t pre-published commitments of the newest version, one per node, each taken atomically. */
+  private async fromPool(keyId: string, candidates: NodeEndpoint[]): Promise<Plan | undefined> {
+    const pool = this.deps.pool;
+    if (!pool) return undefined;
+    const all = await pool.list(keyId);
+    const newest = Math.max(...all.map((c) => c.version));
+    const usable = all.filter((c) => c.version === newest && candidates.some((n) => n.id === c.nodeId));
+    const digest = usable[0]?.digest;
+    const byNode = new Map<string, PooledCommitment[]>();
+    for (const c of usable) if (c.digest === digest) byNode.set(c.nodeId, [...(byNode.get(c.nodeId) ?? []), c]);
+    const first = usable[0];
+    if (!first) return undefined;
+    const d = descriptorSchema.parse(JSON.parse(first.descriptor)) as KeyDescriptor;
+    const need = d.publicPackage.threshold;
+    if (byNode.size < need) return undefined;
+    // Spread the load: a random order of nodes, the first commitment of each that is still there.
+    const order = [...byNode.keys()].sort(() => Math.random() - 0.5);
+    const taken: PooledCommitment[] = [];
+    for (const nodeId of order) {
+      if (taken.length === need) break;
+      for (const c of byNode.get(nodeId)!) {
+        if (await pool.take(c)) {
+          taken.push(c);
+          break;
+        }
+      }
+    }
+    if (taken.length < need) return undefined;
+    const signers = taken.map((c) => candidates.find((n) => n.id === c.nodeId)!);
+    return {
+      d,
+      signers,
+      list: taken.map((c) => c.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier)),
+      sessions: new Map(taken.map((c) => [c.nodeId, c.sessionId])),
+    };
+  }
+
+  /** Ask every node for `count` pre-published commitments and keep those of the quorum's key version. */
+  async preprocess(keyId: string, count: number) {
+    const pool = this.deps.pool;
+    if (!pool) throw new BadRequestError('pool_not_configured', 'no commitment pool is configured');
+    const ids = new Map<string, string[]>(this.deps.nodes.map((n) => [n.id, Array.from({ length: count }, () => randomUUID())]));
+    const r = await gather({
+      nodes: this.deps.nodes,
+      timeoutMs: Math.max(10_000, this.deps.timeoutMs * 3),
+      stopEarly: false,
+      call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/preprocess', body: { keyId, sessionIds: ids.get(n.id) } }, signal),
+      judge: (n, a): Verdict<z.infer<typeof commitmentBatch>> => {
+        const p = commitmentBatch.safeParse(a);
+        const id = identifierFor(n.index);
+        if (!p.success || p.data.nodeId !== n.id || p.data.identifier !== id || p.data.keyId !== keyId) return { ok: false, status: 'error', error: 'malformed answer' };
+        if (p.data.commitments.some((c) => c.commitment.identifier !== id || !ids.get(n.id)!.includes(c.sessionId) || !isValidPublicPoint(c.commitment.hiding) || !isValidPublicPoint(c.commitment.binding))) {
+          return { ok: false, status: 'invalid_share', error: 'invalid commitment' };
+        }
+        const d = p.data.descriptor as KeyDescriptor;
+        return { ok: true, group: sha256Hex(canonicalJson(d)), need: d.publicPackage.threshold, value: p.data };
+      },
+    });
+    const reports = markDissenters(r);
+    const w = r.winner;
+    if (!w || w.members.length < w.need) throw new QuorumError(`fewer than the threshold of nodes could preprocess ${keyId}`, { nodes: reports });
+    const expiresAt = Math.floor(Date.now() / 1000) + POOL_TTL_S - 60;
+    const items: PooledCommitment[] = w.members.flatMap((m) =>
+      m.value.commitments.map((c) => ({ keyId, nodeId: m.node.id, sessionId: c.sessionId, version: m.value.version, digest: w.group, descriptor: canonicalJson(m.value.descriptor), commitment: c.commitment, expiresAt })),
+    );
+    await pool.add(items);
+    return { keyId, version: w.members[0]!.value.version, added: Object.fromEntries(w.members.map((m) => [m.node.id, m.value.commitments.length])), nodes: reports };
   }
 }
 

@@ -21,8 +21,9 @@ export class SessionVault {
 
   private aad = (kind: string, id: string) => `fedkms/session/v1|${this.nodeId}|${kind}|${id}`;
 
-  expiry(now = Date.now()): number {
-    return now + this.ttlS * 1000;
+  /** When a session made now expires; `ttlS` overrides the default (pre-published nonces live longer). */
+  expiry(now = Date.now(), ttlS = this.ttlS): number {
+    return now + ttlS * 1000;
   }
 
   async save<T extends { expiresAt: number }>(kind: string, id: string, state: T): Promise<void> {

@@ -20,9 +20,12 @@ const KIND = 'sign';
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 const commitmentHex = z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict();
 export const MAX_MESSAGE_BYTES = 32 * 1024;
+/** Pre-published nonces wait longer than a two-round session, but not forever. */
+export const POOL_TTL_S = 3600;
 
 export const signSchemas = {
   commit: z.object({ sessionId: z.string().regex(SESSION_ID), keyId: z.string(), version: z.number().int().min(1).optional() }).strict(),
+  preprocess: z.object({ keyId: z.string(), sessionIds: z.array(z.string().regex(SESSION_ID)).min(1).max(50) }).strict(),
   share: z.object({
     sessionId: z.string().regex(SESSION_ID),
     keyId: z.string(),
@@ -58,6 +61,29 @@ export class NodeSigning {
       wipe(gen.nonces.hiding, gen.nonces.binding);
       await this.vault.save(KIND, req.sessionId, state);
       return { nodeId: this.id.nodeId, identifier: this.id.identifier, keyId: req.keyId, version: state.version, commitment, descriptor: object.descriptor };
+    } finally {
+      wipe(share);
+    }
+  }
+
+  /**
+   * RFC 9591 preprocessing: a batch of commitments published ahead of time, so a later
+   * signature needs only round 2. Each nonce is sealed in its own session, used at most once.
+   */
+  async preprocess(req: z.infer<typeof signSchemas.preprocess>) {
+    const { object, share } = await this.node.load(req.keyId);
+    try {
+      const commitments: { sessionId: string; commitment: CommitmentHex }[] = [];
+      for (const sessionId of new Set(req.sessionIds)) {
+        if (await this.vault.exists(KIND, sessionId)) continue;
+        const gen = frost.commit({ identifier: this.id.identifier, signingShare: share });
+        const commitment = commitmentToHex(gen.commitments);
+        const state: SignState = { expiresAt: this.vault.expiry(Date.now(), POOL_TTL_S), keyId: req.keyId, version: object.descriptor.version, commitment, nonces: { hiding: toHex(gen.nonces.hiding), binding: toHex(gen.nonces.binding) } };
+        wipe(gen.nonces.hiding, gen.nonces.binding);
+        await this.vault.save(KIND, sessionId, state);
+        commitments.push({ sessionId, commitment });
+      }
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, keyId: req.keyId, version: object.descriptor.version, descriptor: object.descriptor, commitments };
     } finally {
       wipe(share);
     }

@@ -159,6 +159,44 @@ describe('DKG 2-of-3', () => {
   });
 });
 
+describe('signing in one round trip (pre-published commitments)', () => {
+  const msg = (i: number) => new TextEncoder().encode(`pooled ${i}`);
+
+  it('uses pre-published commitments, then falls back to two rounds when the pool runs dry mid-burst', async () => {
+    const pre = await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 2 } });
+    expect(pre.status).toBe(200);
+    expect(pre.body.added).toEqual({ node1: 2, node2: 2, node3: 2 });
+    // 3 nodes × 2 commitments, t = 2: three one-round signatures, then the pool is dry.
+    const rounds: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await sign('signer', msg(i));
+      expect(r.status).toBe(200);
+      expect(ed25519.verify(fromHex(r.body.signature.hex), msg(i), fromHex(r.body.publicKey))).toBe(true);
+      rounds.push(r.body.rounds);
+    }
+    expect(rounds).toEqual([1, 1, 1, 2, 2]);
+  });
+
+  it('concurrent requests never share a commitment: every signature verifies, each commitment used once', async () => {
+    await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 3 } });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => sign('signer', msg(100 + i))));
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));
+    results.forEach((r, i) => expect(ed25519.verify(fromHex(r.body.signature.hex), msg(100 + i), fromHex(r.body.publicKey))).toBe(true));
+    // 9 commitments, 2 per signature: at most 4 one-round signatures, the rest fell back.
+    const oneRound = results.filter((r) => r.body.rounds === 1).length;
+    expect(oneRound).toBeGreaterThanOrEqual(1);
+    expect(oneRound).toBeLessThanOrEqual(4);
+  });
+
+  it('a pooled commitment whose node went down falls back to two rounds with the others', async () => {
+    await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 1 } });
+    await stack.setNode('node1', { kind: 'down' });
+    const r = await sign('signer', msg(200));
+    expect(r.status).toBe(200);
+    expect(r.body.signers.sort()).toEqual(['node2', 'node3']);
+  });
+});
+
 describe('nonces are single use', () => {
   const commitList = async (n: ReturnType<typeof nodeClient>, sessionId: string) => {
     const a = await n.post('node1', '/sign/commit', { sessionId, keyId: 'signer' });
