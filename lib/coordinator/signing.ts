@@ -7,9 +7,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
-import { commitmentFromHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
+import { signingSuite } from '../crypto/suite.js';
+import { commitmentFromHex, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex, utf8 } from '../encoding.js';
 import { AuditUnavailableError, BadRequestError, NotFoundError, QuorumError, type Culprit } from '../errors.js';
@@ -75,6 +75,7 @@ export class Signing {
       const { d, signers, list, sessions } = plan;
       const pub = publicPackageFromHex(d.publicPackage);
       const commitments = list.map(commitmentFromHex);
+      const suite = await signingSuite();
 
       const r2 = await gather({
         nodes: signers,
@@ -87,7 +88,7 @@ export class Signing {
           if (!p.success || p.data.nodeId !== n.id || p.data.identifier !== id) return { ok: false, status: 'error', error: 'malformed answer' };
           const share = fromHex(p.data.share);
           // RFC 9591 §5.4: check each share against the signer's verifying share before aggregating.
-          return frost.verifyShare(pub, commitments, message, id, share)
+          return suite.verifyShare(pub, commitments, message, id, share)
             ? { ok: true, group: 'shares', need: signers.length, value: share }
             : { ok: false, status: 'invalid_share', error: 'signature share fails verification (tampered)' };
         },
@@ -98,9 +99,10 @@ export class Signing {
       if (got.length < signers.length) continue;
 
       const shares = Object.fromEntries(got.map((m) => [identifierFor(m.node.index), m.value]));
-      const signature = frost.aggregate(pub, commitments, message, shares);
+      const signature = suite.aggregate(pub, commitments, message, shares);
       const groupKey = groupPublicKey(d.publicPackage);
-      if (!ed25519.verify(signature, message, fromHex(groupKey))) continue;
+      // Checked as a plain Ed25519 signature under the group key before it leaves.
+      if (!suite.verify(signature, message, fromHex(groupKey))) continue;
       const cheaters = [...excluded.values()].filter((c) => c.reason === 'invalid signature share');
       try {
         await this.deps.audit.append(AUDIT_STREAM, {
@@ -169,8 +171,9 @@ export class Signing {
     const d = descriptorSchema.parse(JSON.parse(first.descriptor)) as KeyDescriptor;
     const need = d.publicPackage.threshold;
     if (byNode.size < need) return undefined;
-    // Spread the load: a random order of nodes, the first commitment of each that is still there.
-    const order = [...byNode.keys()].sort(() => Math.random() - 0.5);
+    // Draw from the nodes with the most commitments left, so the pool stays usable for as
+    // many signatures as possible; ties in random order to spread the load.
+    const order = [...byNode.keys()].map((id) => ({ id, left: byNode.get(id)!.length, r: Math.random() })).sort((a, b) => b.left - a.left || a.r - b.r).map((x) => x.id);
     const taken: PooledCommitment[] = [];
     for (const nodeId of order) {
       if (taken.length === need) break;

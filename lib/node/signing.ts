@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, commitmentToHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
+import { signingSuite } from '../crypto/suite.js';
 import { BadRequestError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
@@ -106,7 +107,8 @@ export class NodeSigning {
       const signers = req.commitments.map((c) => d.participants.find((p) => p.identifier === c.identifier)!.nodeId);
       await this.audit.append(auditStream(this.id.nodeId), { actor, action: 'sign.share', keyId: req.keyId, outcome: 'success', details: { version: s.version, sessionId: req.sessionId, messageSha256: sha256Hex(message), signers } });
       const nonces = { hiding: fromHex(s.nonces.hiding), binding: fromHex(s.nonces.binding) };
-      const sig = frost.signShare({ identifier: this.id.identifier, signingShare: share }, publicPackageFromHex(d.publicPackage), nonces, req.commitments.map(commitmentFromHex), message);
+      const suite = await signingSuite();
+      const sig = suite.signShare({ identifier: this.id.identifier, signingShare: share }, publicPackageFromHex(d.publicPackage), nonces, req.commitments.map(commitmentFromHex), message);
       return { nodeId: this.id.nodeId, identifier: this.id.identifier, share: toHex(sig) };
     } finally {
       wipe(share);

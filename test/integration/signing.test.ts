@@ -180,6 +180,8 @@ describe('signing in one round trip (pre-published commitments)', () => {
   it('concurrent requests never share a commitment: every signature verifies, each commitment used once', async () => {
     await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 3 } });
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => sign('signer', msg(100 + i))));
+    const failed = results.filter((r) => r.status !== 200);
+    if (failed.length) console.log(JSON.stringify(failed.map((f) => f.body)).slice(0, 3000));
     expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));
     results.forEach((r, i) => expect(ed25519.verify(fromHex(r.body.signature.hex), msg(100 + i), fromHex(r.body.publicKey))).toBe(true));
     // 9 commitments, 2 per signature: at most 4 one-round signatures, the rest fell back.
