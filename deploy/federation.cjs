@@ -172,50 +172,25 @@ function render(stage, configFile) {
     ].map(([method, p]) => ({ httpApi: { method, path: p } })),
   };
 
+  /** An on-demand DynamoDB table keyed by `hash` (and `range`); the local stack creates the same ones. */
+  const table = (name, hash, range, extra = {}) => ({
+    Type: 'AWS::DynamoDB::Table',
+    Properties: {
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [hash, ...(range ? [range] : [])].map(([n, t]) => ({ AttributeName: n, AttributeType: t })),
+      KeySchema: [
+        { AttributeName: hash[0], KeyType: 'HASH' },
+        ...(range ? [{ AttributeName: range[0], KeyType: 'RANGE' }] : []),
+      ],
+      ...extra,
+    },
+  });
+  const ttl = { TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true } };
   const Resources = {
-    AuditTable: {
-      Type: 'AWS::DynamoDB::Table',
-      DeletionPolicy: 'Retain',
-      Properties: {
-        TableName: auditTable,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'stream', AttributeType: 'S' },
-          { AttributeName: 'seq', AttributeType: 'N' },
-        ],
-        KeySchema: [
-          { AttributeName: 'stream', KeyType: 'HASH' },
-          { AttributeName: 'seq', KeyType: 'RANGE' },
-        ],
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-      },
-    },
-    CommitmentTable: {
-      Type: 'AWS::DynamoDB::Table',
-      Properties: {
-        TableName: poolTable,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'keyId', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: 'keyId', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
-      },
-    },
-    ReplayTable: {
-      Type: 'AWS::DynamoDB::Table',
-      Properties: {
-        TableName: replayTable,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
-      },
-    },
+    AuditTable: { ...table(auditTable, ['stream', 'S'], ['seq', 'N'], { PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } }), DeletionPolicy: 'Retain' },
+    CommitmentTable: table(poolTable, ['keyId', 'S'], ['sk', 'S'], ttl),
+    ReplayTable: table(replayTable, ['pk', 'S'], undefined, ttl),
   };
   for (const n of cfg.nodes) {
     const keyId = `FragmentKey${logical(n.id)}`;
