@@ -95,6 +95,8 @@ export class Signing {
       });
       reports = mergeReports(reports, r2.reports);
       for (const r of r2.reports) if (r.status !== 'valid') excluded.set(r.nodeId, { nodeId: r.nodeId, reason: r.status === 'invalid_share' ? 'invalid signature share' : r.status });
+      // A pooled signer that failed would be drawn again and again: drop its commitments.
+      if (rounds === 1) await this.dropFromPool(keyId, r2.reports.filter((r) => r.status !== 'valid').map((r) => r.nodeId));
       const got = r2.winner?.members ?? [];
       if (got.length < signers.length) continue;
 
@@ -192,6 +194,13 @@ export class Signing {
       list: taken.map((c) => c.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier)),
       sessions: new Map(taken.map((c) => [c.nodeId, c.sessionId])),
     };
+  }
+
+  private async dropFromPool(keyId: string, nodeIds: string[]) {
+    const pool = this.deps.pool;
+    if (!pool || nodeIds.length === 0) return;
+    const stale = (await pool.list(keyId).catch(() => [])).filter((c) => nodeIds.includes(c.nodeId));
+    await Promise.all(stale.map((c) => pool.take(c).catch(() => false)));
   }
 
   /** Ask every node for `count` pre-published commitments and keep those of the quorum's key version. */

@@ -190,12 +190,18 @@ describe('signing in one round trip (pre-published commitments)', () => {
     expect(oneRound).toBeLessThanOrEqual(4);
   });
 
-  it('a pooled commitment whose node went down falls back to two rounds with the others', async () => {
-    await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 1 } });
+  it('a pooled commitment whose node went down falls back to two rounds, and that node\'s commitments are dropped', async () => {
+    await call(stack, 'POST', '/keys/signer/preprocess', { body: { count: 3 } });
     await stack.setNode('node1', { kind: 'down' });
-    const r = await sign('signer', msg(200));
-    expect(r.status).toBe(200);
-    expect(r.body.signers.sort()).toEqual(['node2', 'node3']);
+    const first = await sign('signer', msg(200));
+    expect(first.status).toBe(200);
+    expect(first.body.signers.sort()).toEqual(['node2', 'node3']);
+    // Whether or not node1 was drawn first, later requests never draw it again.
+    for (let i = 0; i < 3; i++) {
+      const r = await sign('signer', msg(201 + i));
+      expect(r.status).toBe(200);
+      expect(r.body.signers).not.toContain('node1');
+    }
   });
 });
 
