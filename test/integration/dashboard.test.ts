@@ -169,11 +169,13 @@ describe('logs and metrics', () => {
         .split('\n')
         .filter((l) => l.includes(`"correlation_id":"${id}"`))
         .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { service: string; function_name: string });
-    // The log is written by another process: wait for the lines, not for a time.
-    for (let i = 0; i < 100 && new Set(services().map((s) => s.function_name)).size < 3; i++) await new Promise((res) => setTimeout(res, 100));
+    const nodesReached = (r.body.nodes as { nodeId: string; status: string }[]).filter((n) => n.status === 'valid').map((n) => n.nodeId);
+    const expected = (fns: Set<string>) => [...fns].some((f) => f.endsWith('-reconstruct')) && nodesReached.every((n) => fns.has(`fedkms-local-${n}`));
+    // The log is written by another process, and the coordinator logs after its nodes:
+    // wait until every line the assertions need is there, not for a time or a count.
+    for (let i = 0; i < 100 && !expected(new Set(services().map((s) => s.function_name))); i++) await new Promise((res) => setTimeout(res, 100));
     const fns = new Set(services().map((s) => s.function_name));
     expect([...fns].some((f) => f.endsWith('-reconstruct'))).toBe(true);
-    const nodesReached = (r.body.nodes as { nodeId: string; status: string }[]).filter((n) => n.status === 'valid').map((n) => n.nodeId);
     for (const n of nodesReached) expect(fns).toContain(`fedkms-local-${n}`);
     // A malformed correlation id is replaced, never logged as given.
     await call(stack, 'GET', '/status', { headers: { 'x-fedkms-correlation-id': 'bad id with spaces"}' } });
