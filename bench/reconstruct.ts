@@ -6,6 +6,7 @@
  * Env: BENCH_ITERATIONS (measured requests per row, default 30).
  * Writes the table to stdout and, as JSON, to artifacts/bench-reconstruct.json.
  */
+import { signedHeaders } from '../lib/client/signer.js';
 import { z } from 'zod';
 import { NodeClient } from '../lib/coordinator/node-client.js';
 import { generateX25519, open } from '../lib/crypto/seal.js';
@@ -63,7 +64,8 @@ async function viaCoordinator(stack: LocalStack): Promise<Outcome> {
   try {
     const res = await fetch(`${stack.url}/keys/${KEY_ID}/reconstruct`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${stack.token}` },
+      // Server-side mode (the bench key's policy allows it): the coordinator's own fan-out is what is measured.
+      headers: signedHeaders(stack.admin, 'POST', `/keys/${KEY_ID}/reconstruct`),
       signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
     });
     const text = await res.text();
@@ -167,10 +169,11 @@ function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'method'>, outcomes:
 }
 
 async function importKey(stack: LocalStack): Promise<void> {
+  const body = JSON.stringify({ keyId: KEY_ID, secretHex: SECRET_HEX, policy: { serverSideCombine: true } });
   const res = await fetch(`${stack.url}/keys`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ keyId: KEY_ID, secretHex: SECRET_HEX }),
+    headers: { ...signedHeaders(stack.admin, 'POST', '/keys', body), 'content-type': 'application/json' },
+    body,
   });
   if (res.status !== 201) throw new Error(`importing the bench key failed: ${res.status} ${await res.text()}`);
 }

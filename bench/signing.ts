@@ -18,6 +18,7 @@
  * Writes the report to stdout and, as JSON, to artifacts/bench-signing.json; the raw
  * profile to artifacts/bench-signing.cpuprofile.
  */
+import { signedHeaders } from '../lib/client/signer.js';
 import { closeSync, openSync, readdirSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import path from 'node:path';
@@ -230,10 +231,11 @@ const describeDisturbances = (d: Disturbances) =>
 // ---------------------------------------------------------------- end to end (sls offline)
 
 async function api(stack: LocalStack, method: string, p: string, body?: unknown): Promise<Response> {
+  const text = body === undefined ? '' : JSON.stringify(body);
   return fetch(`${stack.url}${p}`, {
     method,
-    headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    headers: { ...signedHeaders(stack.admin, method, p, text), 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: text }),
     signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
   });
 }

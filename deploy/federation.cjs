@@ -24,13 +24,23 @@ function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..
   if (!Number.isInteger(cfg.threshold) || cfg.threshold < 2 || cfg.threshold > nodes.length) {
     throw new Error(`${file}: threshold must be an integer from 2 to the number of nodes`);
   }
-  return { threshold: cfg.threshold, nodes, nodeTimeoutMs: cfg.nodeTimeoutMs || 1500 };
+  if (cfg.apiAuthorizer !== undefined && !['none', 'aws_iam'].includes(cfg.apiAuthorizer)) {
+    throw new Error(`${file}: apiAuthorizer must be "none" or "aws_iam"`);
+  }
+  return { threshold: cfg.threshold, nodes, nodeTimeoutMs: cfg.nodeTimeoutMs || 1500, apiAuthorizer: cfg.apiAuthorizer || 'none' };
 }
 
 function loadLocal() {
   const file = process.env.FEDKMS_LOCAL_STACK;
   return file ? JSON.parse(fs.readFileSync(file, 'utf8')) : undefined;
 }
+
+const KMS_ADMIN_ACTIONS = [
+  'kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:EnableKeyRotation',
+  'kms:DisableKeyRotation', 'kms:ListResourceTags', 'kms:TagResource', 'kms:UntagResource', 'kms:EnableKey',
+  'kms:DisableKey', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion', 'kms:UpdateKeyDescription',
+  'kms:CreateGrant', 'kms:ListGrants', 'kms:RevokeGrant', 'kms:Decrypt', 'kms:GenerateDataKey',
+];
 
 const logical = (id) => id.replace(/(^|-)([a-z0-9])/g, (_, __, c) => c.toUpperCase());
 const bucketLogicalId = (id) => `FragmentBucket${logical(id)}`;
@@ -42,6 +52,7 @@ function render(stage, configFile) {
   const auditTable = `fedkms-${stage}-audit`;
   const replayTable = `fedkms-${stage}-replay`;
   const poolTable = `fedkms-${stage}-commitments`;
+  const approvalsTable = `fedkms-${stage}-approvals`;
   const sm = (name, field) => `{{resolve:secretsmanager:fedkms/${stage}/${name}:SecretString:${field}}}`;
   const secret = (name, field) => (local ? local.secrets[name][field] : sm(name, field));
   const bucketName = (id) => (local ? `fedkms-${stage}-${id}` : { 'Fn::Sub': `fedkms-${stage}-${id}-\${AWS::AccountId}-\${AWS::Region}` });
@@ -72,6 +83,8 @@ function render(stage, configFile) {
         COORDINATOR_PUBLIC_KEY: secret('coordinator', 'publicKey'),
         // The dashboard's key: nodes let it read key descriptions, never fragments.
         DASHBOARD_PUBLIC_KEY: secret('dashboard', 'publicKey'),
+        // The first administrator client; every other client is registered by an administrator.
+        FEDKMS_ADMIN_PUBLIC_KEY: secret('admin', 'publicKey'),
         NODE_SIGNING_KEY: secret(n.id, 'signingPrivate'),
         NODE_PEERS: JSON.stringify(peers),
       },
@@ -98,6 +111,10 @@ function render(stage, configFile) {
         ['GET', 'status'],
         ['GET', 'keys'],
         ['GET', 'key'],
+        ['GET', 'clients'],
+        ['PUT', 'client'],
+        ['POST', 'key/state'],
+        ['PUT', 'key/policy'],
         ['GET', 'fragment'],
         ['PUT', 'fragment'],
         ['DELETE', 'fragment'],
@@ -131,13 +148,18 @@ function render(stage, configFile) {
       ...federationView,
       COORDINATOR_SIGNING_KEY: secret('coordinator', 'privateKey'),
       POOL_TABLE: poolTable,
-      API_TOKEN: secret('coordinator', 'apiToken'),
+      APPROVALS_TABLE: approvalsTable,
+      REPLAY_TABLE: replayTable,
     },
     // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
     // Plus the pre-published commitments (public values) it relays for one-round signing.
     iamRoleStatements: [
       ...auditAccess('reconstruct'),
       { Effect: 'Allow', Action: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem'], Resource: [tableArn(poolTable)] },
+      // Client request ids it has seen: only its own `coordinator#` rows.
+      { Effect: 'Allow', Action: ['dynamodb:PutItem'], Resource: [tableArn(replayTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['coordinator#*'] } } },
+      // Approvals are signatures that every node re-checks; the table only collects them.
+      { Effect: 'Allow', Action: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], Resource: [tableArn(approvalsTable)] },
     ],
     events: [
       ['GET', '/status'],
@@ -151,7 +173,15 @@ function render(stage, configFile) {
       ['POST', '/keys/{keyId}/refresh'],
       ['POST', '/keys/{keyId}/reshare'],
       ['GET', '/audit/verify'],
-    ].map(([method, p]) => ({ httpApi: { method, path: p } })),
+      ['GET', '/clients'],
+      ['POST', '/clients'],
+      ['POST', '/keys/{keyId}/state'],
+      ['PUT', '/keys/{keyId}/policy'],
+      ['GET', '/approvals'],
+      ['POST', '/approvals'],
+      // Defence in depth: with apiAuthorizer "aws_iam", API Gateway also demands SigV4 from an
+      // IAM principal. Clients still sign every request themselves and nodes still check it.
+    ].map(([method, p]) => ({ httpApi: { method, path: p, ...(cfg.apiAuthorizer === 'aws_iam' && p !== '/status' ? { authorizer: { type: 'aws_iam' } } : {}) } })),
   };
   functions.dashboard = {
     handler: 'functions/dashboard.handler',
@@ -191,6 +221,7 @@ function render(stage, configFile) {
     AuditTable: { ...table(auditTable, ['stream', 'S'], ['seq', 'N'], { PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } }), DeletionPolicy: 'Retain' },
     CommitmentTable: table(poolTable, ['keyId', 'S'], ['sk', 'S'], ttl),
     ReplayTable: table(replayTable, ['pk', 'S'], undefined, ttl),
+    ApprovalTable: table(approvalsTable, ['keyId', 'S'], ['digest', 'S'], ttl),
   };
   for (const n of cfg.nodes) {
     const keyId = `FragmentKey${logical(n.id)}`;
@@ -201,7 +232,9 @@ function render(stage, configFile) {
         EnableKeyRotation: true,
         KeyPolicy: {
           Version: '2012-10-17',
-          Statement: [{ Effect: 'Allow', Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } }, Action: 'kms:*', Resource: '*' }],
+          // Key administration for the account, named action by action; use of the key is
+          // granted only to this node's role (its IAM policy). In a key policy, Resource "*" means this key.
+          Statement: [{ Effect: 'Allow', Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } }, Action: KMS_ADMIN_ACTIONS, Resource: '*' }],
         },
       },
     };

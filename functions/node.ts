@@ -1,12 +1,16 @@
 /**
  * One node of the federation. Deployed once per node; NODE_ID, its bucket and its
  * keys come from the environment. Every route but /status requires a request signed
- * by the coordinator, checked here by the node itself.
+ * by the coordinator, and every route that releases or changes key material also
+ * requires the client's own signed request, checked here by the node itself
+ * (lib/node/gate.ts) against the policy stored with its own fragment.
  */
 import { z } from 'zod';
 import { parseKeyId } from '../lib/key-id.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseX25519Public } from '../lib/crypto/seal.js';
+import type { ClientEnvelope } from '../lib/crypto/client-auth.js';
+import { clientRecordSchema, policySchema, transitionSchema } from '../lib/access/policy.js';
 import { importRequestSchema } from '../lib/node/service.js';
 import { nodeRuntime } from '../lib/node/runtime.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
@@ -16,13 +20,24 @@ import { reshareSchemas } from '../lib/node/reshare.js';
 const versionParam = z.coerce.number().int().min(1).max(1_000_000).optional();
 const fragmentQuery = z.object({ keyId: z.string(), recipient: z.string(), version: versionParam }).strict();
 const keyQuery = z.object({ keyId: z.string(), version: versionParam }).strict();
+const stateBody = transitionSchema.extend({ keyId: z.string() }).strict();
+const policyBody = z.object({ keyId: z.string(), policy: policySchema }).strict();
 
-/** Authenticate, then run `fn` with the runtime; keeps every protected route one line. */
-const authed = <T>(fn: (rt: ReturnType<typeof nodeRuntime>, req: HttpRequest, signer: string) => Promise<T>) =>
+type Runtime = ReturnType<typeof nodeRuntime>;
+
+/** Authenticate the coordinator, read the relayed client request, then run `fn`; client refusals are audited. */
+const authed = <T>(fn: (rt: Runtime, req: HttpRequest, signer: string, client: ClientEnvelope | undefined) => Promise<T>) =>
   async (req: HttpRequest) => {
     const rt = nodeRuntime();
     const { signer } = await rt.authenticate(req);
-    return fn(rt, req, signer);
+    let client: ClientEnvelope | undefined;
+    try {
+      client = rt.envelope(req);
+      return await fn(rt, req, signer, client);
+    } catch (e) {
+      await rt.recordClientRefusal(req, e, client);
+      throw e;
+    }
   };
 
 export const handler = httpApi({
@@ -31,23 +46,53 @@ export const handler = httpApi({
   routes: {
     'GET /status': async () => nodeRuntime().service.status(),
     'GET /keys': authed((rt) => rt.service.listKeys()),
-    'GET /key': authed((rt, req) => {
+    'GET /key': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery, req.query);
-      return rt.service.describe(parseKeyId(q.keyId), q.version);
+      const keyId = parseKeyId(q.keyId);
+      await rt.gate.describe(client, keyId);
+      const [answer, control] = await Promise.all([rt.service.describe(keyId, q.version), rt.access.control(keyId)]);
+      return { ...answer, ...(control ? { control: { state: control.state, policyVersion: control.policyVersion, policy: control.policy, owner: control.owner } } : {}) };
     }),
-    'GET /fragment': authed((rt, req, signer) => {
+    'GET /fragment': authed(async (rt, req, _signer, client) => {
       const q = parseInput(fragmentQuery, req.query);
-      return rt.service.fragment(parseKeyId(q.keyId), parseX25519Public(q.recipient), signer, q.version);
+      const keyId = parseKeyId(q.keyId);
+      const recipient = parseX25519Public(q.recipient);
+      const g = await rt.gate.fragment(client, keyId, q.recipient, q.version);
+      return rt.service.fragment(keyId, recipient, g.actor, q.version, { mode: g.mode });
     }),
-    'PUT /fragment': authed(async (rt, req, signer) => {
+    'PUT /fragment': authed(async (rt, req, _signer, client) => {
       const body = parseInput(importRequestSchema, req.body);
-      parseKeyId(body.descriptor.keyId);
-      return { status: 201, body: await rt.service.importShare(body, signer) };
+      const keyId = parseKeyId(body.descriptor.keyId);
+      const g = await rt.gate.create(client, keyId, body.descriptor.type, 'PUT /fragment');
+      return { status: 201, body: await rt.service.importShare(body, g.actor) };
+    }),
+    'DELETE /fragment': authed(async (rt, req, _signer, client) => {
+      const q = parseInput(keyQuery.required({ version: true }), req.query);
+      const keyId = parseKeyId(q.keyId);
+      const g = await rt.gate.deleteVersion(client, keyId, q.version!);
+      return rt.service.deleteVersion(keyId, q.version!, g.actor);
+    }),
+    // Client registry, key lifecycle and policy (lib/node/lifecycle.ts).
+    'GET /clients': authed(async (rt) => ({ nodeId: rt.cfg.NODE_ID, clients: await rt.access.listClients() })),
+    'PUT /client': authed(async (rt, req, _signer, client) => {
+      const record = parseInput(clientRecordSchema, req.body);
+      const actor = await rt.gate.registerClient(client, record);
+      return rt.lifecycle.registerClient(record, actor);
+    }),
+    'POST /key/state': authed(async (rt, req, _signer, client) => {
+      const body = parseInput(stateBody, req.body);
+      const g = await rt.gate.transition(client, parseKeyId(body.keyId), body.state);
+      return rt.lifecycle.transition(g.control, body.state, g.actor, body.reason);
+    }),
+    'PUT /key/policy': authed(async (rt, req, _signer, client) => {
+      const body = parseInput(policyBody, req.body);
+      const g = await rt.gate.setPolicy(client, parseKeyId(body.keyId), body.policy);
+      return rt.lifecycle.setPolicy(g.control, body.policy, g.actor);
     }),
     // Distributed key generation, relayed by the coordinator (lib/node/dkg.ts).
-    'POST /dkg/round1': authed((rt, req) => {
+    'POST /dkg/round1': authed(async (rt, req, _signer, client) => {
       const body = parseInput(dkgSchemas.round1, req.body);
-      parseKeyId(body.keyId);
+      await rt.gate.create(client, parseKeyId(body.keyId), 'ed25519', 'POST /dkg/round1');
       return rt.dkg.round1(body);
     }),
     'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body))),
@@ -55,7 +100,7 @@ export const handler = httpApi({
     'POST /dkg/round3': authed((rt, req) => rt.dkg.round3(parseInput(dkgSchemas.round3, req.body))),
     'POST /dkg/commit': authed(async (rt, req) => ({ status: 201, body: await rt.dkg.commit(parseInput(dkgSchemas.commit, req.body)) })),
     'POST /dkg/abort': authed((rt, req) => rt.dkg.abort(parseInput(dkgSchemas.abort, req.body))),
-    // FROST signing (lib/node/signing.ts).
+    // FROST signing (lib/node/signing.ts). Commitments are public; a signature share needs the client's request.
     'POST /sign/commit': authed((rt, req) => {
       const body = parseInput(signSchemas.commit, req.body);
       return rt.signing.commit({ ...body, keyId: parseKeyId(body.keyId) });
@@ -64,20 +109,23 @@ export const handler = httpApi({
       const body = parseInput(signSchemas.preprocess, req.body);
       return rt.signing.preprocess({ ...body, keyId: parseKeyId(body.keyId) });
     }),
-    'POST /sign/share': authed((rt, req, signer) => {
+    'POST /sign/share': authed((rt, req, signer, client) => {
       const body = parseInput(signSchemas.share, req.body);
-      return rt.signing.share({ ...body, keyId: parseKeyId(body.keyId) }, signer);
+      const keyId = parseKeyId(body.keyId);
+      return rt.signing.share({ ...body, keyId }, signer, async (version, message) => (await rt.gate.signShare(client, keyId, body.sessionId, message, version)).actor);
     }),
     // Refresh and reshare (lib/node/reshare.ts).
-    'POST /reshare/deal': authed((rt, req, signer) => {
+    'POST /reshare/deal': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.deal, req.body);
-      return rt.reshare.deal({ ...body, keyId: parseKeyId(body.keyId) }, signer);
+      const keyId = parseKeyId(body.keyId);
+      const g = await rt.gate.reshare(client, keyId, `POST /reshare/deal#${body.sessionId}`);
+      return rt.reshare.deal({ ...body, keyId }, g.actor);
     }),
-    'POST /reshare/receive': authed((rt, req) => rt.reshare.receive(parseInput(reshareSchemas.receive, req.body))),
+    'POST /reshare/receive': authed(async (rt, req, _signer, client) => {
+      const body = parseInput(reshareSchemas.receive, req.body);
+      await rt.gate.reshare(client, parseKeyId(body.old.keyId), `POST /reshare/receive#${body.sessionId}`, true);
+      return rt.reshare.receive(body);
+    }),
     'POST /reshare/commit': authed(async (rt, req, signer) => ({ status: 201, body: await rt.reshare.commit(parseInput(reshareSchemas.commit, req.body), signer) })),
-    'DELETE /fragment': authed((rt, req, signer) => {
-      const q = parseInput(keyQuery.required({ version: true }), req.query);
-      return rt.service.deleteVersion(parseKeyId(q.keyId), q.version!, signer);
-    }),
   },
 });

@@ -1,24 +1,31 @@
 /**
- * The public API (the "secure aggregator"): key import and generation, listing,
- * description, reconstruction and audit verification. Stateless: any number of
- * copies can run.
+ * The public API (the "secure aggregator"): keys, signing, reconstruction, clients,
+ * lifecycle, policies, approvals and audit verification. Stateless: any number of
+ * copies can run. Every route but /status needs a client-signed request; the nodes
+ * check that same request again before they release or change anything.
  */
-import { coordinatorRuntime } from '../lib/coordinator/runtime.js';
-import { createKeySchema, preprocessSchema, signSchema } from '../lib/coordinator/service.js';
+import { z } from 'zod';
+import { coordinatorRuntime, type ClientCall } from '../lib/coordinator/runtime.js';
+import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from '../lib/coordinator/service.js';
+import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
+import { attachApprovals } from '../lib/coordinator/client-context.js';
 import { reshareSchema } from '../lib/coordinator/reshare.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseKeyId } from '../lib/key-id.js';
 import { telemetry } from '../lib/observability.js';
 
 const obs = telemetry('fedkms-reconstruct');
+const approvalsQuery = z.object({ keyId: z.string() }).strict();
+
+type Runtime = ReturnType<typeof coordinatorRuntime>;
 
 /** Authenticate the client, then run `fn`; keeps every protected route one line. */
-const authed = <T>(fn: (rt: ReturnType<typeof coordinatorRuntime>, req: HttpRequest, actor: string) => Promise<T>) =>
+const authed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
   async (req: HttpRequest) => {
     const rt = coordinatorRuntime(process.env, obs);
-    const actor = await rt.authenticate(req);
-    return fn(rt, req, actor);
+    return rt.asClient(req, (call) => fn(rt, req, call));
   };
+const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
 
 export const handler = httpApi({
   service: 'fedkms-reconstruct',
@@ -27,18 +34,33 @@ export const handler = httpApi({
   routes: {
     'GET /status': async () => coordinatorRuntime().coordinator.status(),
     'GET /keys': authed((rt) => rt.coordinator.listKeys()),
-    'POST /keys': authed(async (rt, req, actor) => {
+    'POST /keys': authed(async (rt, req, { actor }) => {
       const input = parseInput(createKeySchema, req.body ?? {});
       parseKeyId(input.keyId);
       return { status: 201, body: await rt.coordinator.createKey(input, actor) };
     }),
-    'GET /keys/{keyId}': authed((rt, req) => rt.coordinator.describeKey(parseKeyId(req.pathParams['keyId']))),
-    'POST /keys/{keyId}/sign': authed((rt, req, actor) => rt.coordinator.sign(parseKeyId(req.pathParams['keyId']), parseInput(signSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/refresh': authed((rt, req, actor) => rt.coordinator.refresh(parseKeyId(req.pathParams['keyId']), parseInput(reshareSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/reshare': authed((rt, req, actor) => rt.coordinator.reshare(parseKeyId(req.pathParams['keyId']), parseInput(reshareSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(parseKeyId(req.pathParams['keyId']), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
-    'GET /keys/{keyId}/public': authed((rt, req) => rt.coordinator.publicKey(parseKeyId(req.pathParams['keyId']))),
-    'POST /keys/{keyId}/reconstruct': authed((rt, req, actor) => rt.coordinator.reconstruct(parseKeyId(req.pathParams['keyId']), actor)),
+    'GET /keys/{keyId}': authed((rt, req) => rt.coordinator.describeKey(keyOf(req))),
+    'POST /keys/{keyId}/sign': authed((rt, req, { actor }) => rt.coordinator.sign(keyOf(req), parseInput(signSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/refresh': authed((rt, req, { actor }) => rt.coordinator.refresh(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/reshare': authed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(keyOf(req), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
+    'GET /keys/{keyId}/public': authed((rt, req) => rt.coordinator.publicKey(keyOf(req))),
+    'POST /keys/{keyId}/reconstruct': authed(async (rt, req, { who, actor }) => {
+      const keyId = keyOf(req);
+      const input = parseInput(reconstructSchema, req.body ?? {});
+      if (input.recipient && input.expiresAt) attachApprovals(await rt.admin.approvalsFor(keyId, who.name, input.recipient, input.expiresAt));
+      return rt.coordinator.reconstruct(keyId, input, actor);
+    }),
+    'POST /keys/{keyId}/state': authed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
+    'PUT /keys/{keyId}/policy': authed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
+    'GET /clients': authed((rt) => rt.admin.listClients()),
+    'POST /clients': authed(async (rt, req, { who, actor }) => ({ status: 201, body: await rt.admin.registerClient(parseInput(registerClientSchema, req.body ?? {}), who, actor) })),
+    'GET /approvals': authed((rt, req) => rt.admin.listApprovals(parseKeyId(parseInput(approvalsQuery, req.query).keyId))),
+    'POST /approvals': authed(async (rt, req, { who, actor }) => {
+      const input = parseInput(approvalInputSchema, req.body ?? {});
+      parseKeyId(input.keyId);
+      return rt.admin.approval(input, who, actor, async (keyId) => (await rt.coordinator.describeKey(keyId)).key.version);
+    }),
     'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),
   },
 });

@@ -17,6 +17,10 @@ export interface FragmentStore {
   putSession(kind: string, id: string, body: string): Promise<void>;
   getSession(kind: string, id: string): Promise<string | null>;
   deleteSession(kind: string, id: string): Promise<void>;
+  /** Small node-owned documents (client registry, key control), stored already sealed by the caller. */
+  getDoc(kind: 'client' | 'control', name: string): Promise<string | null>;
+  putDoc(kind: 'client' | 'control', name: string, body: string): Promise<void>;
+  listDocs(kind: 'client' | 'control'): Promise<string[]>;
 }
 
 export interface AuditEntry {
@@ -68,4 +72,24 @@ export interface CommitmentPool {
   /** Atomically remove one commitment; false if another request took it first. */
   take(item: PooledCommitment): Promise<boolean>;
   clear(keyId: string): Promise<void>;
+}
+
+/** A reconstruction request waiting for approvals, and the approvals collected so far. */
+export interface ApprovalRecord {
+  keyId: string;
+  digest: string;
+  request: { keyId: string; version: number; requester: string; recipient: string; expiresAt: number };
+  /** Approver name to signature (base64) over the request digest. */
+  approvals: Record<string, string>;
+  createdAt: string;
+}
+
+/** Where the coordinator collects approvals. Untrusted by design: every node re-checks every signature. */
+export interface ApprovalStore {
+  /** False if a request with this digest exists already. */
+  open(record: ApprovalRecord): Promise<boolean>;
+  get(keyId: string, digest: string): Promise<ApprovalRecord | null>;
+  /** Add one approval; false if the request is unknown. */
+  approve(keyId: string, digest: string, approver: string, signature: string): Promise<boolean>;
+  list(keyId: string): Promise<ApprovalRecord[]>;
 }

@@ -39,6 +39,8 @@ const nodeSchema = z.object({
   COORDINATOR_PUBLIC_KEY: b64Key(32),
   /** The dashboard's Ed25519 key: it may read key descriptions, never fragments (lib/node/auth.ts). */
   DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
+  /** The first administrator client's Ed25519 key (lib/node/access.ts); others are registered by an administrator. */
+  FEDKMS_ADMIN_PUBLIC_KEY: b64Key(32).optional(),
   /** The node's own Ed25519 identity key: signs its DKG messages. */
   NODE_SIGNING_KEY: b64Key(32),
   /** Every node of the federation (this one included): ids, identifiers and public identity keys. */
@@ -64,7 +66,11 @@ const coordinatorSchema = z.object({
   COORDINATOR_SIGNING_KEY: b64Key(32),
   /** DynamoDB table of pre-published nonce commitments (one-round signing); optional. */
   POOL_TABLE: z.string().min(1).optional(),
-  API_TOKEN: z.string().min(16),
+  /** Request ids of client requests the coordinator has seen (its own `coordinator#` rows). */
+  REPLAY_TABLE: z.string().min(1),
+  /** Approvals of reconstruction requests (collected here, re-checked by every node). */
+  APPROVALS_TABLE: z.string().min(1).optional(),
+  MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
   NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
 });
 

@@ -8,19 +8,17 @@ import http from 'node:http';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
+import { FedkmsClient } from '../lib/client/api.js';
 
 const EXAMPLE_KEY_ID = 'example';
 const EXAMPLE_KEY_HEX = 'A94F3D82C1B7E6F9';
 
+/** The original example: its policy keeps the original server-side flow available (audited as such). */
 async function importExample(stack: LocalStack) {
-  const res = await fetch(`${stack.url}/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ keyId: EXAMPLE_KEY_ID, secretHex: EXAMPLE_KEY_HEX }),
-  });
+  const res = await new FedkmsClient(stack.url, stack.admin).call('POST', '/keys', { keyId: EXAMPLE_KEY_ID, secretHex: EXAMPLE_KEY_HEX, policy: { serverSideCombine: true } });
   if (res.status === 201) return 'imported';
   if (res.status === 409) return 'already present';
-  throw new Error(`importing the example key failed: ${res.status} ${await res.text()}`);
+  throw new Error(`importing the example key failed: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
 /** Loopback-only control API, so `npm run demo` can stop and restart a node. */
@@ -50,12 +48,12 @@ async function main() {
   const stack = await startLocalStack({ dir, httpPort, persist: true, watch: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
   const control = await controlServer(stack, controlPort);
   const example = await importExample(stack);
-  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, token: stack.token, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
+  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
 
   const t = stack.config.threshold;
   console.log(`
 fedkms local federation is up: ${t}-of-${stack.config.nodes.length}
-  coordinator   ${stack.url}            (API token in .local/federation.json)
+  coordinator   ${stack.url}            (administrator client "admin": key in .local/federation.json)
 ${[...stack.proxies].map(([id, p]) => `  ${id.padEnd(13)} ${p.url}/status`).join('\n')}
   local S3      ${stack.s3Endpoint}
   local DynamoDB ${stack.dynamoEndpoint}   (audit table ${stack.auditTable})
@@ -64,10 +62,9 @@ ${[...stack.proxies].map(([id, p]) => `  ${id.padEnd(13)} ${p.url}/status`).join
   example key   "${EXAMPLE_KEY_ID}" (${EXAMPLE_KEY_HEX}): ${example}
 
 Try:
-  TOKEN=$(node -p "require('./.local/federation.json').token")
   curl -s ${stack.url}/status
-  curl -s -H "authorization: Bearer $TOKEN" ${stack.url}/keys/${EXAMPLE_KEY_ID}
-  curl -s -X POST -H "authorization: Bearer $TOKEN" ${stack.url}/keys/${EXAMPLE_KEY_ID}/reconstruct
+  curl -s $(npm run -s sign-request -- GET /keys/${EXAMPLE_KEY_ID}) ${stack.url}/keys/${EXAMPLE_KEY_ID}
+  curl -s -X POST $(npm run -s sign-request -- POST /keys/${EXAMPLE_KEY_ID}/reconstruct) ${stack.url}/keys/${EXAMPLE_KEY_ID}/reconstruct
   npm run demo
   npx fedkms status && npx fedkms reconstruct ${EXAMPLE_KEY_ID}
 Ctrl-C stops everything.`);

@@ -16,7 +16,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createBuckets, createTables, type TableDeclaration } from '../lib/aws/provision.js';
 import { generateX25519 } from '../lib/crypto/seal.js';
 import { generateSigningKey } from '../lib/crypto/request-signing.js';
-import { toB64 } from '../lib/encoding.js';
+import { fromB64, toB64 } from '../lib/encoding.js';
+import type { ClientIdentity } from '../lib/client/signer.js';
 import { NodeProxy, type ProxyMode } from './node-proxy.js';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -51,7 +52,8 @@ export type Secrets = Record<string, Record<string, string>>;
 
 export interface LocalStack {
   url: string;
-  token: string;
+  /** The first administrator client (`admin`), whose key signs the helpers' requests. */
+  admin: ClientIdentity;
   config: FederationConfig;
   stage: string;
   s3Endpoint: string;
@@ -89,7 +91,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key and API token, the dashboard's key and viewer token. */
+/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key, the dashboard's key and viewer token, the first administrator's key pair. */
 export function generateSecrets(nodeIds: string[]): Secrets {
   const out: Secrets = {};
   for (const id of nodeIds) {
@@ -104,10 +106,14 @@ export function generateSecrets(nodeIds: string[]): Secrets {
     };
   }
   const sk = generateSigningKey();
-  out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey), apiToken: randomBytes(24).toString('base64url') };
+  out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey) };
   // The dashboard's read-only signing identity and its viewer token (not the API token).
   const dk = generateSigningKey();
   out['dashboard'] = { privateKey: toB64(dk.privateKey), publicKey: toB64(dk.publicKey), viewerToken: randomBytes(24).toString('base64url') };
+  // The first administrator client. In AWS only its public key is a secret of the stack;
+  // the private key stays with the operator (scripts/generate-secrets.ts).
+  const ak = generateSigningKey();
+  out['admin'] = { privateKey: toB64(ak.privateKey), publicKey: toB64(ak.publicKey) };
   return out;
 }
 
@@ -202,7 +208,6 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const descriptor = {
       stage,
       url: `http://127.0.0.1:${httpPort}`,
-      token: secrets['coordinator']!['apiToken'],
       s3Endpoint,
       dynamoEndpoint,
       nodeUrls: Object.fromEntries([...proxies].map(([id, p]) => [id, p.url])),
@@ -242,7 +247,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
 
     return {
       url,
-      token: descriptor.token!,
+      admin: { name: 'admin', privateKey: fromB64(secrets['admin']!['privateKey']!) },
       config,
       stage,
       s3Endpoint,

@@ -26,7 +26,7 @@ export async function recordRefusal(audit: AuditLog, stream: string, err: unknow
   const details: Record<string, unknown> = { code: err.code, method: ctx.method.slice(0, 10), path: ctx.path.slice(0, 200) };
   if (ctx.sourceIp) details['sourceIp'] = ctx.sourceIp.slice(0, 64);
   await audit
-    .append(stream, { actor: ctx.signer ? `signer:${ctx.signer}` : 'unauthenticated', action: refusalAction(err), outcome: 'denied', details })
+    .append(stream, { actor: ctx.signer ? (ctx.signer.includes(':') ? ctx.signer : `signer:${ctx.signer}`) : 'unauthenticated', action: refusalAction(err), outcome: 'denied', details })
     .then(
       () => undefined,
       () => undefined,

@@ -13,6 +13,7 @@ import type { FragmentStore } from '../ports.js';
 
 const objectKey = (keyId: string, version: number) => `keys/${keyId}/v${version}.json`;
 const sessionKey = (kind: string, id: string) => `sessions/${kind}/${id}.json`;
+const docKey = (kind: string, name: string) => `meta/${kind}/${name}.json`;
 const KEY_RE = /^keys\/([a-z0-9][a-z0-9-]{0,62})\/v(\d+)\.json$/;
 
 const isNotFound = (e: unknown) => {
@@ -92,6 +93,34 @@ export class S3FragmentStore implements FragmentStore {
 
   async deleteSession(kind: string, id: string): Promise<void> {
     await storage('delete session', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) })));
+  }
+
+  async getDoc(kind: 'client' | 'control', name: string): Promise<string | null> {
+    try {
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: docKey(kind, name) }));
+      return (await r.Body?.transformToString('utf8')) ?? null;
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw new StorageError('fragment storage unavailable (get doc)');
+    }
+  }
+
+  async putDoc(kind: 'client' | 'control', name: string, body: string): Promise<void> {
+    await storage('put doc', () =>
+      this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: docKey(kind, name), Body: body, ContentType: 'application/json' })),
+    );
+  }
+
+  async listDocs(kind: 'client' | 'control'): Promise<string[]> {
+    const names: string[] = [];
+    let token: string | undefined;
+    const prefix = `meta/${kind}/`;
+    do {
+      const page = await storage('list docs', () => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
+      for (const o of page.Contents ?? []) if (o.Key?.endsWith('.json')) names.push(o.Key.slice(prefix.length, -5));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return names.sort();
   }
 
   private async listPrefix(prefix: string): Promise<{ keyId: string; versions: number[] }[]> {

@@ -4,6 +4,7 @@
  * what to print, and must never print a request body holding a secret.
  */
 import { CORRELATION_HEADER } from '../observability.js';
+import { signedHeaders, type ClientIdentity } from './signer.js';
 
 export interface ApiAnswer<T = any> {
   status: number;
@@ -31,16 +32,19 @@ export interface NodeProbe {
 }
 
 export class FedkmsClient {
-  constructor(readonly url: string, private readonly token: string | undefined, private readonly fetchImpl: typeof fetch = fetch) {}
+  /** Without an identity only the public routes (/status) answer. */
+  constructor(readonly url: string, private readonly identity: ClientIdentity | undefined, private readonly fetchImpl: typeof fetch = fetch) {}
 
   async call<T = any>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<ApiAnswer<T>> {
     const t0 = performance.now();
     let res: Response;
+    const text0 = body === undefined ? '' : JSON.stringify(body);
     try {
       res = await this.fetchImpl(`${this.url.replace(/\/+$/, '')}${path}`, {
         method,
-        headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        // Every request is signed by the client itself; nodes check the same signature.
+        headers: { 'content-type': 'application/json', ...(this.identity ? signedHeaders(this.identity, method, path, text0) : {}) },
+        ...(body === undefined ? {} : { body: text0 }),
         signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
       });
     } catch {

@@ -12,7 +12,7 @@ import { AuditUnavailableError, BadRequestError, ConflictError, ProtocolAbortedE
 import type { KeyDescriptor } from '../node/fragment.js';
 import { publicPackageSchema } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
-import { gather, type NodeReport, type Verdict } from './fanout.js';
+import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 
 const round1Answer = z.object({ nodeId: z.string(), package: z.unknown(), signature: z.string() });
@@ -61,7 +61,7 @@ export class Dkg {
       await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.abort', keyId, outcome: 'failure', details: { sessionId, reason: message, culprits, nodes: reports } }).catch(() => undefined);
       const unavailable = culprits.length === 0;
       throw unavailable
-        ? new QuorumError(`DKG for ${keyId} aborted: ${message}`, { nodes: reports })
+        ? quorumFailure(`DKG for ${keyId} aborted: ${message}`, { nodes: reports })
         : new ProtocolAbortedError('dkg_aborted', `DKG for ${keyId} aborted: ${message}`, { culprits, nodes: reports });
     };
     const failed = (r: NodeReport[]) => r.filter((x) => x.status !== 'valid');

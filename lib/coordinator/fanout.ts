@@ -5,7 +5,7 @@
  * valid answers, cancelling the calls still in flight.
  */
 import type { NodeEndpoint } from '../runtime-config.js';
-import type { Culprit } from '../errors.js';
+import { FedkmsError, QuorumError, type Culprit } from '../errors.js';
 import { NodeHttpError } from './node-client.js';
 
 export type NodeStatus =
@@ -26,6 +26,9 @@ export interface NodeReport {
   error?: string;
   /** Participants this node named as misbehaving (DKG), from its error details. */
   culprits?: Culprit[];
+  /** The node's HTTP status and stable error code, when it refused. */
+  httpStatus?: number;
+  code?: string;
 }
 
 export type Verdict<V> = { ok: true; group: string; need: number; value: V } | { ok: false; status: NodeStatus; error: string };
@@ -50,13 +53,13 @@ export interface GatherResult<V> {
 const TIMEOUT = Symbol('timeout');
 const CANCEL = Symbol('cancel');
 
-function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error: string; culprits?: Culprit[] } {
+function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error: string; culprits?: Culprit[]; httpStatus?: number; code?: string } {
   if (signal.aborted) return signal.reason === CANCEL ? { status: 'cancelled', error: 'not needed' } : { status: 'timeout', error: 'no answer before the timeout' };
   if (e instanceof NodeHttpError) {
     if (e.code === 'fragment_corrupted') return { status: 'corrupted', error: 'node reports its stored fragment failed the integrity check' };
     if (e.code === 'key_not_found') return { status: 'not_found', error: 'node holds no fragment of this key' };
     const culprits = Array.isArray(e.details?.['culprits']) ? (e.details['culprits'] as Culprit[]) : undefined;
-    return { status: 'error', error: `${e.httpStatus} ${e.code}`, ...(culprits ? { culprits } : {}) };
+    return { status: 'error', error: `${e.httpStatus} ${e.code}`, httpStatus: e.httpStatus, code: e.code, ...(culprits ? { culprits } : {}) };
   }
   return { status: 'unreachable', error: 'connection failed' };
 }
@@ -128,4 +131,25 @@ export function markDissenters<V>(result: GatherResult<V>): NodeReport[] {
   return result.reports.map((r) =>
     r.status === 'valid' && !inWinner.has(r.nodeId) ? { ...r, status: 'inconsistent', error: 'public key package disagrees with the quorum' } : r,
   );
+}
+
+/** The nodes refused on their own authority (401, 403, 409, 410): the caller gets that refusal. */
+export class NodeRefusalError extends FedkmsError {}
+
+const REFUSALS = new Set([401, 403, 409, 410]);
+
+/**
+ * Why a fan-out failed. When the nodes that answered all refused with the same client
+ * error (not authorized, key disabled, destroyed...), that refusal is the answer, with
+ * every node's report; otherwise it is a quorum failure naming each node's fault.
+ */
+export function quorumFailure(message: string, details: { nodes: NodeReport[] } & Record<string, unknown>): FedkmsError {
+  const answered = details.nodes.filter((r) => r.status !== 'timeout' && r.status !== 'unreachable' && r.status !== 'cancelled');
+  const codes = new Set(answered.map((r) => (r.httpStatus && REFUSALS.has(r.httpStatus) ? `${r.httpStatus} ${r.code}` : 'other')));
+  const only = codes.size === 1 ? [...codes][0]! : undefined;
+  if (only && only !== 'other') {
+    const [status, code] = only.split(' ') as [string, string];
+    return new NodeRefusalError(code, Number(status), `the nodes refused: ${code}`, details);
+  }
+  return new QuorumError(message, details);
 }

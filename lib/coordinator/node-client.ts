@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { HEADERS, signRequest } from '../crypto/request-signing.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { CORRELATION_HEADER, currentCorrelationId } from '../observability.js';
+import { encodeEnvelope, ENVELOPE_HEADER } from '../crypto/client-auth.js';
+import { currentClientRequest } from './client-context.js';
 
 export interface NodeRequest {
   method: 'GET' | 'PUT' | 'DELETE' | 'POST';
@@ -53,11 +55,17 @@ export class NodeClient {
 
   private async send(node: NodeEndpoint, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
     const query = req.query ?? {};
-    const body = req.body === undefined ? '' : JSON.stringify(req.body);
+    // The client's signed request rides along: in a header when there is no body (it is
+    // small then), inside the JSON body otherwise, so large signing requests fit API Gateway.
+    const client = currentClientRequest();
+    const inBody = client && req.body !== null && typeof req.body === 'object' && !Array.isArray(req.body);
+    const payload = inBody ? { ...(req.body as Record<string, unknown>), clientAuth: client } : req.body;
+    const body = payload === undefined ? '' : JSON.stringify(payload);
     const timestamp = String(Date.now());
     const requestId = randomUUID();
     const correlationId = currentCorrelationId();
-    const signature = signRequest(this.signingKey, { method: req.method, audience: node.id, path: req.path, query, body, timestamp, requestId });
+    const clientHeader = client && !inBody ? encodeEnvelope(client) : undefined;
+    const signature = signRequest(this.signingKey, { method: req.method, audience: node.id, path: req.path, query, body, timestamp, requestId, clientAuth: clientHeader });
     const qs = new URLSearchParams(query).toString();
     const res = await this.fetchImpl(`${node.url.replace(/\/$/, '')}${req.path}${qs ? `?${qs}` : ''}`, {
       method: req.method,
@@ -67,6 +75,7 @@ export class NodeClient {
         [HEADERS.signer]: this.opts.signer ?? 'coordinator',
         // Unsigned on purpose: it only labels log lines, and nodes check its format.
         ...(correlationId ? { [CORRELATION_HEADER]: correlationId } : {}),
+        ...(clientHeader ? { [ENVELOPE_HEADER]: clientHeader } : {}),
         [HEADERS.timestamp]: timestamp,
         [HEADERS.requestId]: requestId,
         [HEADERS.signature]: signature,

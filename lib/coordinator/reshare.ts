@@ -13,7 +13,7 @@ import { AuditUnavailableError, BadRequestError, ProtocolAbortedError, QuorumErr
 import type { KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
-import { gather, type NodeReport, type Verdict } from './fanout.js';
+import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 const dealAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), sealedShares: z.record(z.string(), z.unknown()) });
@@ -73,7 +73,7 @@ export class Reshare {
     const newNodes = newIds.map(byId);
     const participants = newNodes.map((n) => ({ nodeId: n.id, identifier: identifierFor(n.index) }));
     const healthy = availability.filter((r) => r.status === 'valid').map((r) => r.nodeId).filter((id) => oldIds.includes(id));
-    if (healthy.length < oldT) throw new QuorumError(`fewer than ${oldT} healthy holders of ${keyId}`, { nodes: availability });
+    if (healthy.length < oldT) throw quorumFailure(`fewer than ${oldT} healthy holders of ${keyId}`, { nodes: availability });
     const dealers = healthy.slice(0, oldT).map(byId);
     const dealerIds = dealers.map((n) => identifierFor(n.index));
     const sessionId = randomUUID();
@@ -82,7 +82,7 @@ export class Reshare {
       await this.each(newNodes, 'DELETE', '/fragment', () => undefined, z.object({ nodeId: z.string() }), { keyId, version: String(newVersion) }).catch(() => undefined);
       await this.deps.audit.append(AUDIT_STREAM, { actor, action: `key.${kind}`, keyId, outcome: 'failure', details: { sessionId, reason: message, nodes: reports } }).catch(() => undefined);
       const culprits = culpritsFrom ? reports.flatMap((r) => r.culprits ?? []) : [];
-      throw culprits.length ? new ProtocolAbortedError('dkg_aborted', `${kind} of ${keyId} aborted: ${message}`, { culprits, nodes: reports }) : new QuorumError(`${kind} of ${keyId} failed: ${message}`, { nodes: reports });
+      throw culprits.length ? new ProtocolAbortedError('dkg_aborted', `${kind} of ${keyId} aborted: ${message}`, { culprits, nodes: reports }) : quorumFailure(`${kind} of ${keyId} failed: ${message}`, { nodes: reports });
     };
 
     const dealt = await this.each(dealers, 'POST', '/reshare/deal', () => ({ sessionId, keyId, version: old.version, dealers: dealerIds, threshold: newT, participants }), dealAnswer);

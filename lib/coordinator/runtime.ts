@@ -2,11 +2,17 @@
 import { dynamoClient } from '../aws/clients.js';
 import { DynamoAuditLog } from '../aws/audit-log.js';
 import { DynamoCommitmentPool } from '../aws/commitment-pool.js';
+import { DynamoReplayGuard } from '../aws/replay-guard.js';
+import { DynamoApprovalStore } from '../aws/approval-store.js';
 import { recordRefusal } from '../audit/refusal.js';
+import { clientRequestFromHttp } from '../crypto/client-auth.js';
+import type { Principal } from '../access/policy.js';
 import type { HttpRequest } from '../http/api.js';
 import { recordNodeCall, type Telemetry } from '../observability.js';
 import { coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
-import { requireBearer } from './auth.js';
+import { Administration } from './admin.js';
+import { withClientRequest } from './client-context.js';
+import { authenticateClient, ClientDirectory } from './clients.js';
 import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
 
@@ -24,28 +30,44 @@ export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: strin
   const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
   const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
   const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
-  const coordinator = new Coordinator({
+  const deps = {
     nodes: cfg.FEDKMS_NODES,
     threshold: cfg.FEDKMS_THRESHOLD,
     timeoutMs: cfg.NODE_TIMEOUT_MS,
     client: new NodeClient(signingKey, fetch, { ...(signer ? { signer } : {}), ...(observe ? { observe } : {}) }),
     audit,
     ...(pool ? { pool } : {}),
-  });
-  return { coordinator, audit };
+  };
+  return { coordinator: new Coordinator(deps), audit, deps };
+}
+
+export interface ClientCall {
+  who: Principal;
+  /** The audit actor: `client:<name>`. */
+  actor: string;
 }
 
 export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
   const cfg = coordinatorConfig(env);
-  const { coordinator, audit } = federationCoordinator(cfg, cfg.COORDINATOR_SIGNING_KEY, telemetry);
-  /** The client's bearer token; a refusal is audited (best effort, never changing the 401) and rethrown. */
-  const authenticate = async (req: HttpRequest): Promise<string> => {
+  const { coordinator, audit, deps } = federationCoordinator(cfg, cfg.COORDINATOR_SIGNING_KEY, telemetry);
+  const replay = new DynamoReplayGuard(dynamoClient(cfg), cfg.REPLAY_TABLE);
+  const approvals = cfg.APPROVALS_TABLE ? new DynamoApprovalStore(dynamoClient(cfg), cfg.APPROVALS_TABLE) : undefined;
+  const admin = new Administration(deps, approvals);
+  /**
+   * Check the client's signed request, then run `fn` with it attached to every node call
+   * `fn` makes, so each node checks it again. Refusals are audited (best effort) and rethrown.
+   */
+  const asClient = async <T>(req: HttpRequest, fn: (call: ClientCall) => Promise<T>): Promise<T> => {
+    let signed;
+    let who: Principal;
     try {
-      return requireBearer(req.headers, cfg.API_TOKEN);
+      signed = clientRequestFromHttp({ method: req.method, path: req.rawPath, query: req.query, body: req.rawBody, headers: req.headers });
+      who = await authenticateClient(signed, { directory: new ClientDirectory(deps), replay, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
     } catch (e) {
-      await recordRefusal(audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp });
+      await recordRefusal(audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined });
       throw e;
     }
+    return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));
   };
-  return { cfg, coordinator, authenticate };
+  return { cfg, coordinator, admin, asClient };
 }

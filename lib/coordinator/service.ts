@@ -8,21 +8,24 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { verifyAll } from '../audit/chain.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
-import { generateX25519, open, seal } from '../crypto/seal.js';
-import { combineShares, dealKey, groupPublicKey, identifierFor, isValidShare, unwrapSecret, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
+import { generateX25519, parseX25519Public, seal } from '../crypto/seal.js';
+import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
+import { checkFragment, descriptorDigest, fragmentAnswerSchema, recoverSecret, type FragmentAnswer } from '../reconstruction.js';
+import { policyInputSchema } from '../access/policy.js';
 import { fromB64, fromHex, toB64, toHex, utf8, wipe } from '../encoding.js';
 import { publicKeyFormats } from '../crypto/key-formats.js';
 import { MAX_MESSAGE_BYTES } from '../node/signing.js';
 import { AuditUnavailableError, BadRequestError, ConflictError, FedkmsError, NotFoundError, QuorumError } from '../errors.js';
-import { deliveryAad, descriptorSchema, importAad, type KeyDescriptor } from '../node/fragment.js';
+import { descriptorSchema, importAad, type KeyDescriptor } from '../node/fragment.js';
 import type { AuditEntry } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 export { AUDIT_STREAM, summarize, type CoordinatorDeps };
 import { Dkg } from './dkg.js';
-import { gather, markDissenters, type Verdict } from './fanout.js';
+import { gather, markDissenters, quorumFailure, type NodeReport, type Verdict } from './fanout.js';
 import { Reshare, type reshareSchema } from './reshare.js';
 import { Signing, digestMessage } from './signing.js';
+import { canaryMessage } from '../crypto/sign-message.js';
 
 export const createKeySchema = z
   .object({
@@ -35,6 +38,10 @@ export const createKeySchema = z
     threshold: z.number().int().min(2).max(255).optional(),
     /** `secret` (default with a secret or length): a wrapped secret. `ed25519`: a signing key. */
     type: z.enum(['secret', 'ed25519']).optional(),
+    /** Who may do what with the key (lib/access/policy.ts); defaults to the creator and administrators. */
+    policy: policyInputSchema.optional(),
+    /** Create the key pre-active (usable after a transition to active) or active (the default). */
+    state: z.enum(['active', 'pre-active']).optional(),
     /** How an ed25519 key is born; DKG (the default) means no process ever holds it. */
     mode: z.literal('dkg').optional(),
   })
@@ -59,22 +66,26 @@ export const signSchema = z
 export type SignInput = z.infer<typeof signSchema>;
 export type ReshareInput = z.infer<typeof reshareSchema>;
 
+export const reconstructSchema = z
+  .object({
+    /** The client's own X25519 public key (base64): shares are sealed to it, end to end. Omit for server-side mode. */
+    recipient: z.string().max(64).optional(),
+    /** The approved request's expiry (epoch ms), when the key's policy needs approvals. */
+    expiresAt: z.number().int().positive().optional(),
+    version: z.number().int().min(1).max(1_000_000).optional(),
+    /** Nodes whose shares the client found invalid on an earlier try: not asked again, and named in the audit. */
+    exclude: z.array(z.string().max(32)).max(255).optional(),
+  })
+  .strict();
+export type ReconstructInput = z.infer<typeof reconstructSchema>;
+
 export const preprocessSchema = z.object({ count: z.number().int().min(1).max(50).optional() }).strict();
 
-const fragmentAnswerSchema = z.object({
-  nodeId: z.string(),
-  identifier: z.string(),
-  keyId: z.string(),
-  version: z.number().int(),
-  descriptor: descriptorSchema,
-  sealedShare: z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict(),
-});
 const describeAnswerSchema = z.object({ nodeId: z.string(), identifier: z.string(), descriptor: descriptorSchema });
 const listAnswerSchema = z.object({ nodeId: z.string(), keys: z.array(z.object({ keyId: z.string(), versions: z.array(z.number().int()) })) });
 
 const nodeStatusSchema = z.object({ nodeId: z.string(), healthy: z.boolean(), storage: z.string(), keyCount: z.number().nullable(), version: z.string() });
 
-const descriptorDigest = (d: KeyDescriptor) => sha256Hex(canonicalJson(d));
 
 export class Coordinator {
   constructor(private readonly deps: CoordinatorDeps) {}
@@ -141,15 +152,17 @@ export class Coordinator {
     const report = result.reports;
     // Roll back everywhere the share may have landed: every node except those that already
     // held this version before (version_exists), including nodes that timed out mid-write.
-    const mayHold = nodes.filter((n) => !report.find((r) => r.nodeId === n.id)?.error?.includes('version_exists'));
+    // A node that refused because the key exists (version_exists, key_exists) keeps what it had.
+    const existed = (error?: string) => /version_exists|key_exists/.test(error ?? '');
+    const mayHold = nodes.filter((n) => !existed(report.find((r) => r.nodeId === n.id)?.error));
     const fail = async (why: string, err: FedkmsError): Promise<never> => {
       await Promise.all(mayHold.map((n) => this.deleteQuietly(n, keyId, 1)));
       await this.tryRecord({ actor, action: `key.${mode}`, keyId, outcome: 'failure', details: { reason: why, nodes: report } });
       throw err;
     };
     if (stored.length < nodes.length) {
-      if (report.some((r) => r.error?.includes('version_exists'))) await fail('key exists', new ConflictError('key_exists', `key ${keyId} already exists`));
-      await fail('not every node stored its share', new QuorumError(`key ${keyId} was not created: every node must store its share`, { nodes: report }));
+      if (report.some((r) => existed(r.error))) await fail('key exists', new ConflictError('key_exists', `key ${keyId} already exists`));
+      await fail('not every node stored its share', quorumFailure(`key ${keyId} was not created: every node must store its share`, { nodes: report }));
     }
     try {
       await this.record({ actor, action: `key.${mode}`, keyId, outcome: 'success', details: { version: 1, threshold, total: nodes.length, groupPublicKey: groupPublicKey(descriptor.publicPackage), nodes: report } });
@@ -228,7 +241,7 @@ export class Coordinator {
       if (reports.every((r) => r.status === 'not_found' || r.status === 'unreachable' || r.status === 'timeout') && reports.some((r) => r.status === 'not_found')) {
         throw new NotFoundError('key_not_found', `key ${keyId} not found`);
       }
-      throw new QuorumError(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
+      throw quorumFailure(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
     }
     return { descriptor: w.members[0]!.value, reports };
   }
@@ -249,59 +262,90 @@ export class Coordinator {
         const v = await this.quorumView(keyId);
         return { descriptor: v.descriptor, nodes: v.reports };
       },
-      canary: (keyId, version, nodes) => new Signing(this.deps).sign(keyId, utf8(`fedkms canary ${keyId} v${version}`), 'coordinator:canary', 'canary', { version, nodes }),
+      canary: (keyId, version, nodes) => new Signing(this.deps).sign(keyId, canaryMessage(keyId, version), 'coordinator:canary', 'canary', { version, nodes }),
     });
   }
 
   /**
-   * Server-side reconstruction (the original example flow): gather t verified shares,
-   * sealed to a one-time key, combine them, check s·G against the group key and unwrap
-   * the secret. The release is audited first; without the audit record nothing is returned.
+   * Reconstruction. End to end (the default): the client names its own X25519 key, each
+   * node seals its share to it, and this function only relays the sealed fragments; the
+   * client checks and combines them. Server-side (the original example flow, only where
+   * the key's policy allows it, enforced by every node): shares are sealed to a one-time
+   * key here, checked, combined and unwrapped. Either way the release is audited first.
    */
-  async reconstruct(keyId: string, actor: string) {
+  async reconstruct(keyId: string, input: ReconstructInput, actor: string) {
+    if (input.recipient !== undefined) return this.relayFragments(keyId, input.recipient, input, actor);
+    if (input.exclude) throw new BadRequestError('invalid_request', 'exclude applies to end-to-end reconstruction');
     const eph = generateX25519();
     const recipient = toB64(eph.publicKey);
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,
-      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient } }, signal),
-      judge: (n, a): Verdict<{ d: KeyDescriptor; share: Share }> => judgeFragment(n, a, keyId, eph.privateKey),
+      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient, ...(input.version ? { version: String(input.version) } : {}) } }, signal),
+      judge: (n, a): Verdict<{ d: KeyDescriptor; share: Share }> => {
+        const c = checkFragment(a, n.id, identifierFor(n.index), keyId, eph.privateKey);
+        return c.ok ? { ok: true, group: c.digest, need: c.descriptor.publicPackage.threshold, value: { d: c.descriptor, share: c.share } } : c;
+      },
     });
     wipe(eph.privateKey);
     const reports = markDissenters(result);
     const w = result.winner;
     const shares = w?.members.map((m) => m.value.share) ?? [];
     try {
-      if (!w || w.members.length < w.need) {
-        const err = reports.every((r) => r.status === 'not_found')
-          ? new NotFoundError('key_not_found', `key ${keyId} not found`)
-          : reports.some((r) => r.error?.includes('key_not_exportable'))
-          ? new ConflictError('key_not_exportable', `key ${keyId} was born distributed and is never reconstructed; use it to sign`)
-          : new QuorumError(`fewer than the threshold of nodes returned a valid share of ${keyId}`, { nodes: reports });
-        await this.tryRecord({ actor, action: 'key.reconstruct', keyId, outcome: 'failure', details: { reason: err.code, nodes: reports } });
-        throw err;
-      }
-      const d = w.members[0]!.value.d;
+      if (!w || w.members.length < w.need) await this.reconstructionFailed(keyId, reports, actor, 'server-side');
+      const d = w!.members[0]!.value.d;
       if (!d.wrapped) throw new ConflictError('key_not_exportable', `key ${keyId} holds no wrapped secret`);
-      const s = combineShares(d.publicPackage, shares);
-      let secret: Uint8Array;
+      const secret = recoverSecret(d, shares);
       try {
-        secret = unwrapSecret(keyId, s, d.wrapped);
-      } finally {
-        wipe(s);
-      }
-      try {
-        await this.record({ actor, action: 'key.reconstruct', keyId, outcome: 'success', details: { version: d.version, usedNodes: w.members.map((m) => m.node.id), nodes: reports } });
+        await this.record({ actor, action: 'key.reconstruct', keyId, outcome: 'success', details: { mode: 'server-side', version: d.version, usedNodes: w!.members.map((m) => m.node.id), nodes: reports } });
       } catch {
         wipe(secret);
         throw new AuditUnavailableError();
       }
       const out = { hex: toHex(secret), base64: toB64(secret) };
       wipe(secret);
-      return { keyId, version: d.version, groupPublicKey: groupPublicKey(d.publicPackage), threshold: d.publicPackage.threshold, secret: out, nodes: reports };
+      return { keyId, version: d.version, mode: 'server-side', groupPublicKey: groupPublicKey(d.publicPackage), threshold: d.publicPackage.threshold, secret: out, nodes: reports };
     } finally {
       shares.forEach((s) => wipe(s.signingShare));
     }
+  }
+
+  /** End to end: relay t fragments sealed to the client's key. This function cannot open them. */
+  private async relayFragments(keyId: string, recipientB64: string, input: ReconstructInput, actor: string) {
+    parseX25519Public(recipientB64);
+    const version = input.version;
+    const excluded = input.exclude ?? [];
+    if (excluded.length) await this.tryRecord({ actor, action: 'fragment.rejected', keyId, outcome: 'failure', details: { reportedBy: 'client', nodes: excluded } });
+    const result = await gather({
+      nodes: this.deps.nodes.filter((n) => !excluded.includes(n.id)),
+      timeoutMs: this.deps.timeoutMs,
+      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient: recipientB64, ...(version ? { version: String(version) } : {}) } }, signal),
+      judge: (n, a): Verdict<FragmentAnswer> => {
+        const p = fragmentAnswerSchema.safeParse(a);
+        if (!p.success || p.data.nodeId !== n.id || p.data.identifier !== identifierFor(n.index) || p.data.keyId !== keyId) return { ok: false, status: 'error', error: 'malformed fragment answer' };
+        return { ok: true, group: descriptorDigest(p.data.descriptor as KeyDescriptor), need: p.data.descriptor.publicPackage.threshold, value: p.data };
+      },
+    });
+    const reports = markDissenters(result);
+    const w = result.winner;
+    if (!w || w.members.length < w.need) return this.reconstructionFailed(keyId, reports, actor, 'end-to-end');
+    const d = w.members[0]!.value.descriptor;
+    try {
+      await this.record({ actor, action: 'key.reconstruct', keyId, outcome: 'success', details: { mode: 'end-to-end', version: d.version, sealedTo: recipientB64, usedNodes: w.members.map((m) => m.node.id), nodes: reports } });
+    } catch {
+      throw new AuditUnavailableError();
+    }
+    return { keyId, version: d.version, mode: 'end-to-end', threshold: d.publicPackage.threshold, groupPublicKey: groupPublicKey(d.publicPackage), fragments: w.members.map((m) => m.value), nodes: reports };
+  }
+
+  private async reconstructionFailed(keyId: string, reports: NodeReport[], actor: string, mode: string): Promise<never> {
+    const err = reports.every((r) => r.status === 'not_found')
+      ? new NotFoundError('key_not_found', `key ${keyId} not found`)
+      : reports.some((r) => r.error?.includes('key_not_exportable'))
+      ? new ConflictError('key_not_exportable', `key ${keyId} was born distributed and is never reconstructed; use it to sign`)
+      : quorumFailure(`fewer than the threshold of nodes returned a valid share of ${keyId}`, { nodes: reports });
+    await this.tryRecord({ actor, action: 'key.reconstruct', keyId, outcome: 'failure', details: { mode, reason: err.code, nodes: reports } });
+    throw err;
   }
 
   /** Threshold Ed25519 (FROST): the key is used where it lies, never assembled. */
@@ -331,27 +375,3 @@ function parseHexSecret(hex: string): Uint8Array {
   if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex)) throw new BadRequestError('invalid_secret', 'secretHex must be non-empty, even-length hex');
   return new Uint8Array(Buffer.from(hex, 'hex'));
 }
-
-/** Check one node's fragment: it must come from that node, open, and pass the Feldman check. */
-function judgeFragment(n: NodeEndpoint, a: unknown, keyId: string, ephPrivate: Uint8Array): Verdict<{ d: KeyDescriptor; share: Share }> {
-  const p = fragmentAnswerSchema.safeParse(a);
-  if (!p.success) return { ok: false, status: 'error', error: 'malformed fragment answer' };
-  const f = p.data;
-  const identifier = identifierFor(n.index);
-  if (f.nodeId !== n.id || f.identifier !== identifier || f.keyId !== keyId || f.descriptor.keyId !== keyId) {
-    return { ok: false, status: 'invalid_share', error: 'answer is for another node or key' };
-  }
-  const d = f.descriptor as KeyDescriptor;
-  let signingShare: Uint8Array;
-  try {
-    signingShare = open(ephPrivate, f.sealedShare, deliveryAad(keyId, d.version, n.id, identifier));
-  } catch {
-    return { ok: false, status: 'invalid_share', error: 'sealed share does not open' };
-  }
-  if (!isValidShare(d.publicPackage, { identifier, signingShare })) {
-    wipe(signingShare);
-    return { ok: false, status: 'invalid_share', error: 'share fails the commitment check (tampered)' };
-  }
-  return { ok: true, group: descriptorDigest(d), need: d.publicPackage.threshold, value: { d, share: { identifier, signingShare } } };
-}
-

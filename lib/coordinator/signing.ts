@@ -17,12 +17,10 @@ import type { PooledCommitment } from '../ports.js';
 import { POOL_TTL_S } from '../node/signing.js';
 import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
-import { gather, markDissenters, type NodeReport, type Verdict } from './fanout.js';
+import { gather, markDissenters, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
 
-/** Domain separation for digest mode: a digest is never signed as if it were the message itself. */
-export const DIGEST_PREFIX = 'fedkms/digest/v1\n';
-export const digestMessage = (digest: Uint8Array) => new Uint8Array([...utf8(DIGEST_PREFIX), ...digest]);
+export { DIGEST_PREFIX, digestMessage } from '../crypto/sign-message.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 const commitAnswer = z.object({
@@ -132,7 +130,7 @@ export class Signing {
     const cheaters = [...excluded.values()].filter((c) => c.reason === 'invalid signature share');
     await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'key.sign', keyId, outcome: 'failure', details: { cheaters, nodes: reports } }).catch(() => undefined);
     if (reports.length && reports.every((r) => r.status === 'not_found')) throw new NotFoundError('key_not_found', `key ${keyId} not found`);
-    throw new QuorumError(`fewer than the threshold of honest nodes could sign with ${keyId}`, { nodes: reports, cheaters });
+    throw quorumFailure(`fewer than the threshold of honest nodes could sign with ${keyId}`, { nodes: reports, cheaters });
   }
 
   /** Round 1: commitments from the fastest t candidates that agree on the key. */
@@ -226,7 +224,7 @@ export class Signing {
     });
     const reports = markDissenters(r);
     const w = r.winner;
-    if (!w || w.members.length < w.need) throw new QuorumError(`fewer than the threshold of nodes could preprocess ${keyId}`, { nodes: reports });
+    if (!w || w.members.length < w.need) throw quorumFailure(`fewer than the threshold of nodes could preprocess ${keyId}`, { nodes: reports });
     const expiresAt = Math.floor(Date.now() / 1000) + POOL_TTL_S - 60;
     const items: PooledCommitment[] = w.members.flatMap((m) =>
       m.value.commitments.map((c) => ({ keyId, nodeId: m.node.id, sessionId: c.sessionId, version: m.value.version, digest: w.group, descriptor: canonicalJson(m.value.descriptor), commitment: c.commitment, expiresAt })),

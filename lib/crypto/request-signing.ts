@@ -23,6 +23,8 @@ export interface RequestParts {
   body: string;
   timestamp: string;
   requestId: string;
+  /** The relayed client request header (x-fedkms-client-auth), when there is one: bound like the body. */
+  clientAuth?: string | undefined;
 }
 
 export function canonicalRequest(p: RequestParts): string {
@@ -30,7 +32,9 @@ export function canonicalRequest(p: RequestParts): string {
     .sort()
     .map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(p.query[k] ?? '')}`)
     .join('&');
-  return ['FEDKMS-REQ-1', p.method.toUpperCase(), p.audience, p.path, query, sha256Hex(p.body), p.timestamp, p.requestId].join('\n');
+  const lines = ['FEDKMS-REQ-1', p.method.toUpperCase(), p.audience, p.path, query, sha256Hex(p.body), p.timestamp, p.requestId];
+  if (p.clientAuth !== undefined) lines.push(`client:${sha256Hex(p.clientAuth)}`);
+  return lines.join('\n');
 }
 
 export const signRequest = (privateKey: Uint8Array, p: RequestParts): string =>

@@ -6,6 +6,7 @@
  */
 import { HEADERS, verifyRequestSignature, type RequestParts } from '../crypto/request-signing.js';
 import { ForbiddenError, UnauthorizedError } from '../errors.js';
+import { ENVELOPE_HEADER } from '../crypto/client-auth.js';
 import type { ReplayGuard } from '../ports.js';
 
 export interface SignedRequest {
@@ -60,7 +61,7 @@ export async function authenticateServiceRequest(
   if (!REQUEST_ID.test(requestId) || !/^\d{10,13}$/.test(timestamp)) throw new UnauthorizedError('signature_invalid', 'malformed signature headers');
   const now = opts.now ?? Date.now();
   if (Math.abs(now - Number(timestamp)) > opts.maxSkewS * 1000) throw new UnauthorizedError('request_stale', 'request timestamp outside the allowed window');
-  const parts: RequestParts = { method: req.method, audience: opts.nodeId, path: req.path, query: req.query, body: req.body, timestamp, requestId };
+  const parts: RequestParts = { method: req.method, audience: opts.nodeId, path: req.path, query: req.query, body: req.body, timestamp, requestId, clientAuth: h(ENVELOPE_HEADER) };
   if (!verifyRequestSignature(publicKey, parts, signature)) throw new UnauthorizedError('signature_invalid', 'request signature does not verify');
   // Only a correctly signed request may consume a replay slot, so strangers cannot fill the table.
   const fresh = await opts.replay.claim(opts.nodeId, requestId, Math.floor(now / 1000) + 2 * opts.maxSkewS);

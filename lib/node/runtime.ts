@@ -13,6 +13,10 @@ import { NodeService, auditStream } from './service.js';
 import { SessionVault } from './sessions.js';
 import { NodeSigning } from './signing.js';
 import { NodeReshare } from './reshare.js';
+import { NodeAccess } from './access.js';
+import { ClientGate } from './gate.js';
+import { NodeLifecycle } from './lifecycle.js';
+import { decodeEnvelope, ENVELOPE_HEADER, type ClientEnvelope } from '../crypto/client-auth.js';
 
 export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const cfg = nodeConfig(env);
@@ -26,6 +30,9 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const dkg = new NodeDkg({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
   const signing = new NodeSigning(identity, service, vault, audit, replay);
   const reshare = new NodeReshare(identity, cfg.NODE_PEERS, service, vault, audit);
+  const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: cfg.NODE_WRAP_KEY, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
+  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1));
+  const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);
   const prefix = `/nodes/${cfg.NODE_ID}`;
   /** The node-relative path: the same whether the node sits under a shared API or its own. */
   const logicalPath = (req: HttpRequest) => (req.rawPath.startsWith(prefix) ? req.rawPath.slice(prefix.length) || '/' : req.rawPath);
@@ -46,5 +53,22 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
       throw e;
     }
   };
-  return { cfg, service, dkg, signing, reshare, authenticate, logicalPath };
+  /**
+   * The client request the coordinator relays (a header on GET and DELETE, a `clientAuth`
+   * field of a JSON body otherwise). The field is removed before the route parses its body.
+   */
+  const envelope = (req: HttpRequest): ClientEnvelope | undefined => {
+    const header = req.headers[ENVELOPE_HEADER];
+    const body = req.body as Record<string, unknown> | undefined;
+    if (body && typeof body === 'object' && !Array.isArray(body) && 'clientAuth' in body) {
+      const { clientAuth, ...rest } = body;
+      req.body = rest;
+      return decodeEnvelope(clientAuth);
+    }
+    return header ? decodeEnvelope(header) : undefined;
+  };
+  /** Client refusals (unknown, disabled, replayed, not authorized, mismatched) go to this node's audit chain. */
+  const recordClientRefusal = (req: HttpRequest, e: unknown, env: ClientEnvelope | undefined) =>
+    recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path: logicalPath(req), sourceIp: req.sourceIp, signer: env ? `client:${env.client}` : undefined });
+  return { cfg, service, dkg, signing, reshare, access, gate, lifecycle, authenticate, logicalPath, envelope, recordClientRefusal };
 }

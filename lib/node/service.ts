@@ -104,7 +104,7 @@ export class NodeService {
   }
 
   /** This node's share of the key, sealed to `recipient`. Audited before release (fail closed). */
-  async fragment(keyId: string, recipient: Uint8Array, actor: string, version?: number): Promise<FragmentResponse> {
+  async fragment(keyId: string, recipient: Uint8Array, actor: string, version?: number, extra: Record<string, unknown> = {}): Promise<FragmentResponse> {
     const { object, share } = await this.load(keyId, version);
     const d = object.descriptor;
     if (d.type === 'ed25519') {
@@ -114,7 +114,7 @@ export class NodeService {
       throw new ConflictError('key_not_exportable', `key ${keyId} is a distributed signing key and is never exported`);
     }
     try {
-      await this.record({ actor, action: 'fragment.release', keyId, outcome: 'success', details: { version: d.version, sealedTo: Buffer.from(recipient).toString('base64') } });
+      await this.record({ actor, action: 'fragment.release', keyId, outcome: 'success', details: { ...extra, version: d.version, sealedTo: Buffer.from(recipient).toString('base64') } });
       const sealedShare = seal(recipient, share, deliveryAad(d.keyId, d.version, this.id.nodeId, this.id.identifier));
       return { nodeId: this.id.nodeId, identifier: this.id.identifier, keyId, version: d.version, descriptor: d, sealedShare };
     } finally {

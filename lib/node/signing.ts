@@ -90,7 +90,8 @@ export class NodeSigning {
     }
   }
 
-  async share(req: z.infer<typeof signSchemas.share>, actor: string) {
+  /** `authorize` (the node's client gate) sees the key version and the exact message, and names the actor. */
+  async share(req: z.infer<typeof signSchemas.share>, actor: string, authorize?: (version: number, message: Uint8Array) => Promise<string>) {
     const s = await this.vault.load<SignState>(KIND, req.sessionId);
     if (s.keyId !== req.keyId) throw new BadRequestError('invalid_session', 'session is for another key');
     const { object, share } = await this.node.load(req.keyId, s.version);
@@ -99,6 +100,7 @@ export class NodeSigning {
       this.checkCommitments(req.commitments, s, d.participants.map((p) => p.identifier), d.publicPackage.threshold);
       const message = fromB64(req.message, 'message');
       if (message.length > MAX_MESSAGE_BYTES) throw new BadRequestError('message_too_large', `message exceeds ${MAX_MESSAGE_BYTES} bytes`);
+      if (authorize) actor = await authorize(s.version, message);
       // Single use, across every Lambda instance: the nonce is spent before any share exists.
       if (!(await this.replay.claim(this.id.nodeId, `nonce-${req.sessionId}`, Math.ceil(s.expiresAt / 1000) + 3600))) {
         throw new SessionError('nonce_used', `the nonce of session ${req.sessionId} was already used`);

@@ -13,6 +13,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FedkmsClient, UnreachableError, probeAll, type ApiAnswer, type NodeProbe } from '../../lib/client/api.js';
+import { identityFrom, type ClientIdentity } from '../../lib/client/signer.js';
+import { reconstructEndToEnd } from '../../lib/client/reconstruct.js';
+import { wipe } from '../../lib/encoding.js';
 
 export const EXIT = {
   ok: 0,
@@ -20,7 +23,7 @@ export const EXIT = {
   failed: 1,
   /** Bad command line or no federation configured. */
   usage: 2,
-  /** The token was missing or refused (401/403). */
+  /** The client identity was missing or refused (401/403). */
   auth: 3,
   /** Not enough nodes: fewer than t valid answers (503 quorum_not_reached), or no quorum up. */
   quorum: 4,
@@ -43,13 +46,18 @@ commands:
                                   threshold Ed25519 signature (FROST); prints it in hex
   verify <keyId> --signature HEX (--message TEXT | --file PATH|- | --digest HEX)
                                   check a signature locally (OpenSSL) against the key's public key
-  reconstruct <keyId>             rebuild the key from t verified fragments (prints the secret)
+  reconstruct <keyId> [--server-side]
+                                  rebuild the key from t verified fragments, end to end: the
+                                  nodes seal their shares to a one-time key of this process
+                                  (--server-side: the coordinator combines, if the policy allows)
   audit verify                    recompute every audit hash chain
 
 options:
   --url URL           coordinator URL            (env FEDKMS_URL)
-  --token TOKEN       API token; prefer the env  (env FEDKMS_TOKEN)
-  --federation FILE   federation file {url, token, nodes} (env FEDKMS_FEDERATION;
+  --client NAME       client identity name       (env FEDKMS_CLIENT)
+  --key FILE          the client's Ed25519 private key, base64, in a file
+                      (env FEDKMS_CLIENT_KEY holds the key itself)
+  --federation FILE   federation file {url, client: {name, privateKey}, nodes} (env FEDKMS_FEDERATION;
                       default .local/federation.json, written by \`npm start\`)
   --node ID=URL       a node's public URL for progress probes (repeatable; env FEDKMS_NODE_URLS="id=url,...")
   --timeout MS        per-node probe timeout (default 3000)
@@ -64,7 +72,9 @@ class UsageError extends Error {}
 interface Options {
   json: boolean;
   url?: string;
-  token?: string;
+  client?: string;
+  key?: string;
+  serverSide?: boolean;
   federation?: string;
   node?: string[];
   timeout?: string;
@@ -97,7 +107,7 @@ function table(head: string[], rows: (string | number)[][]): string {
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-function readFederationFile(file: string): { url?: string; token?: string; nodes?: Record<string, string> } {
+function readFederationFile(file: string): { url?: string; client?: { name?: string; privateKey?: string }; nodes?: Record<string, string> } {
   try {
     return JSON.parse(readFileSync(file, 'utf8'));
   } catch {
@@ -123,7 +133,21 @@ function resolveTarget(o: Options): Target {
   const file = explicit ?? defaults.find((f) => existsSync(f));
   const fed = file ? readFederationFile(file) : {};
   const url = o.url ?? env['FEDKMS_URL'] ?? fed.url;
-  const token = o.token ?? env['FEDKMS_TOKEN'] ?? fed.token;
+  const name = o.client ?? env['FEDKMS_CLIENT'] ?? fed.client?.name;
+  let key = env['FEDKMS_CLIENT_KEY'] ?? fed.client?.privateKey;
+  if (o.key) {
+    try {
+      key = readFileSync(o.key, 'utf8').trim();
+    } catch {
+      throw new UsageError(`cannot read the key file ${o.key}`);
+    }
+  }
+  let identity: ClientIdentity | undefined;
+  try {
+    identity = name && key ? identityFrom({ name, privateKey: key }) : undefined;
+  } catch {
+    throw new UsageError('the client key must be a 32-byte Ed25519 private key in base64');
+  }
   if (!url) throw new UsageError('no federation: pass --url, set FEDKMS_URL, or start one with `npm start`');
   if (!/^https?:\/\//.test(url)) throw new UsageError(`not an http(s) URL: ${url}`);
   const nodes = {
@@ -131,7 +155,7 @@ function resolveTarget(o: Options): Target {
     ...(env['FEDKMS_NODE_URLS'] ? parseNodeList(env['FEDKMS_NODE_URLS'].split(',').filter(Boolean)) : {}),
     ...parseNodeList(o.node ?? []),
   };
-  return { client: new FedkmsClient(url, token), url, nodes };
+  return { client: new FedkmsClient(url, identity), url, nodes };
 }
 
 /** Map an unsuccessful answer to an exit code, and say why on stderr (or as JSON). */
@@ -321,16 +345,28 @@ async function cmdReconstruct(t: Target, o: Options, keyId: string): Promise<num
     await probeWithProgress(t, o);
     out(`Requesting reconstruction of key "${keyId}" (the coordinator asks every node at once)...`);
   }
-  const a = await t.client.call('POST', `/keys/${keyId}/reconstruct`);
+  let a: ApiAnswer;
+  let secretHex: string;
+  if (o.serverSide) {
+    a = await t.client.call('POST', `/keys/${keyId}/reconstruct`);
+    secretHex = String(a.body?.secret?.hex ?? '');
+  } else {
+    const r = await reconstructEndToEnd(t.client, keyId);
+    a = r.answer;
+    for (const x of r.rejected) if (!o.json) out(`  ${nodeLabel(x.nodeId)}: share REJECTED here (${x.reason}); asked again without it`);
+    secretHex = r.ok ? Buffer.from(r.secret).toString('hex') : '';
+    if (r.ok) wipe(r.secret);
+  }
   if (!o.json) printReconstructReport(reportsOf(a.body), a.body?.threshold ?? 't');
-  if (a.status !== 200) {
+  if (a.status !== 200 || !secretHex) {
     if (!o.json && a.body?.error?.code === 'quorum_not_reached') out('Not enough nodes returned a valid fragment: nothing was released.');
     return failure(a, o, `reconstruct ${keyId}`);
   }
-  if (o.json) out(JSON.stringify(a.body));
+  if (o.json) out(JSON.stringify({ ...a.body, fragments: undefined, secret: { hex: secretHex, base64: Buffer.from(secretHex, 'hex').toString('base64') } }));
   else {
     const total = reportsOf(a.body).length;
-    out(`Key reconstructed successfully: ${String(a.body.secret.hex).toUpperCase()}  (${a.body.threshold}-of-${total}, total ${ms(a.ms)}, group key ${String(a.body.groupPublicKey).slice(0, 16)}...)`);
+    const where = o.serverSide ? 'combined by the coordinator' : 'combined here, end to end';
+    out(`Key reconstructed successfully: ${secretHex.toUpperCase()}  (${a.body.threshold}-of-${total}, ${where}, total ${ms(a.ms)}, group key ${String(a.body.groupPublicKey).slice(0, 16)}...)`);
   }
   return EXIT.ok;
 }
@@ -421,7 +457,9 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         json: { type: 'boolean', default: false },
         url: { type: 'string' },
-        token: { type: 'string' },
+        client: { type: 'string' },
+        key: { type: 'string' },
+        'server-side': { type: 'boolean', default: false },
         federation: { type: 'string' },
         node: { type: 'string', multiple: true },
         timeout: { type: 'string' },
@@ -437,7 +475,7 @@ export async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     });
-    o = parsed.values as Options;
+    o = { ...(parsed.values as Options), serverSide: (parsed.values as Record<string, unknown>)['server-side'] === true };
     args = parsed.positionals;
   } catch (e) {
     err(`${(e as Error).message}\n\n${USAGE}`);

@@ -30,7 +30,8 @@ function fedkms(args: string[], opts: { env?: Record<string, string | undefined>
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     FEDKMS_URL: stack.url,
-    FEDKMS_TOKEN: stack.token,
+    FEDKMS_CLIENT: 'admin',
+    FEDKMS_CLIENT_KEY: stack.secrets['admin']!['privateKey'],
     FEDKMS_NODE_URLS: [...stack.proxies].map(([id, p]) => `${id}=${p.url}`).join(','),
     ...opts.env,
   };
@@ -154,20 +155,20 @@ describe('fedkms CLI', () => {
     expect((await fedkms(['keys', 'import', 'x', '--hex', 'abc'])).code).toBe(2);
     expect((await fedkms(['status', '--bogus'])).code).toBe(2);
     expect((await fedkms(['status'], { env: { FEDKMS_URL: undefined, FEDKMS_FEDERATION: path.join(cwd, 'missing.json') } })).code).toBe(2);
-    const auth = await fedkms(['keys', 'list'], { env: { FEDKMS_TOKEN: 'not-the-token' } });
+    const auth = await fedkms(['keys', 'list'], { env: { FEDKMS_CLIENT_KEY: Buffer.alloc(32, 7).toString('base64') } });
     expect(auth.code).toBe(3);
-    expect(auth.stderr).toMatch(/auth_invalid/);
-    expect((await fedkms(['keys', 'list'], { env: { FEDKMS_TOKEN: undefined } })).code).toBe(3);
+    expect(auth.stderr).toMatch(/client_signature_invalid/);
+    expect((await fedkms(['keys', 'list'], { env: { FEDKMS_CLIENT_KEY: undefined } })).code).toBe(3);
     expect((await fedkms(['keys', 'show', 'no-such-key'])).code).toBe(1);
     expect((await fedkms(['keys', 'import', 'example', '--hex', '00'])).code).toBe(1);
     expect((await fedkms(['status', '--url', 'http://127.0.0.1:1'])).code).toBe(5);
     expect((await fedkms(['--help'])).stdout).toMatch(/exit codes: 0 ok, 1 operation failed, 2 usage error, 3 authentication error,\s+4 not enough nodes/);
   });
 
-  it('reads the endpoint and token from a federation file', async () => {
+  it('reads the endpoint and client identity from a federation file', async () => {
     const file = path.join(cwd, 'federation.json');
-    writeFileSync(file, JSON.stringify({ url: stack.url, token: stack.token, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }));
-    const r = await fedkms(['keys', 'list', '--json', '--federation', file], { env: { FEDKMS_URL: undefined, FEDKMS_TOKEN: undefined, FEDKMS_NODE_URLS: undefined } });
+    writeFileSync(file, JSON.stringify({ url: stack.url, client: { name: 'admin', privateKey: stack.secrets['admin']!['privateKey'] }, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }));
+    const r = await fedkms(['keys', 'list', '--json', '--federation', file], { env: { FEDKMS_URL: undefined, FEDKMS_CLIENT: undefined, FEDKMS_CLIENT_KEY: undefined, FEDKMS_NODE_URLS: undefined } });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).keys.length).toBeGreaterThanOrEqual(3);
   });

@@ -13,7 +13,7 @@ let stack: LocalStack;
 
 beforeAll(async () => {
   stack = await testStack({ nodeTimeoutMs: 100_000, functionTimeoutS: 120 });
-  const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE } });
+  const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } });
   expect(r.status).toBe(201);
 }, 180_000);
 
@@ -44,7 +44,7 @@ describe('audit under concurrency, then fail closed', () => {
     expect(['audit_unavailable', 'quorum_not_reached']).toContain(r.body.error.code);
     expect(r.body.secret).toBeUndefined();
     expect(r.text).not.toMatch(/a94f3d82c1b7e6f9/i);
-    const created = await call(stack, 'POST', '/keys', { body: { keyId: 'during-outage', secretHex: 'aa' } });
+    const created = await call(stack, 'POST', '/keys', { body: { keyId: 'during-outage', secretHex: 'aa', policy: { serverSideCombine: true } } });
     expect(created.status).toBeGreaterThanOrEqual(500);
   });
 });

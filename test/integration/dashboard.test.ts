@@ -39,15 +39,15 @@ const viewerToken = () => stack.secrets['dashboard']!['viewerToken']!;
 
 beforeAll(async () => {
   stack = await testStack({ nodeTimeoutMs: 3000 });
-  expect((await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE } })).status).toBe(201);
-  expect((await call(stack, 'POST', '/keys', { body: { keyId: 'db-master', length: 32 } })).status).toBe(201);
+  expect((await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } })).status).toBe(201);
+  expect((await call(stack, 'POST', '/keys', { body: { keyId: 'db-master', length: 32, policy: { serverSideCombine: true } } })).status).toBe(201);
   const r = await call(stack, 'POST', '/keys/example/reconstruct');
   expect(r.status).toBe(200);
   const db = await call(stack, 'POST', '/keys/db-master/reconstruct');
   expect(db.status).toBe(200);
   released.push({ name: 'db-master key', bytes: fromB64(db.body.secret.base64) });
   // Security events for the log: a wrong API token, and a replayed node request.
-  expect((await call(stack, 'GET', '/keys', { token: 'not-the-token' })).status).toBe(401);
+  expect((await call(stack, 'GET', '/keys', { as: { name: 'mallory', privateKey: new Uint8Array(32).fill(7) } })).status).toBe(401);
   const send = signedNodeRequest('node1', '/fragment', { keyId: 'example', recipient: toB64(generateX25519().publicKey) }, stack.secrets['coordinator']!['privateKey']!, 'coordinator');
   expect((await send()).status).toBe(200);
   expect((await send()).body.error.code).toBe('request_replayed');
@@ -120,7 +120,7 @@ describe('dashboard in a real browser', () => {
     const state = await page.evaluate(async (u) => (await fetch(u)).text(), `${stack.url}/dashboard/api/state`);
     for (const text of [html, state]) {
       expect(text).not.toMatch(new RegExp(EXAMPLE, 'i'));
-      expect(text).not.toContain(stack.token);
+      expect(text).not.toContain(stack.secrets['admin']!['privateKey']!);
       expect(text).not.toContain(viewerToken());
       expect(text).not.toMatch(/signingShare|wrapKey|privateKey/);
     }
@@ -133,7 +133,7 @@ describe('dashboard access', () => {
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Basic realm="fedkms dashboard"/);
     const basic = (pw: string) => ({ authorization: `Basic ${Buffer.from(`operator:${pw}`).toString('base64')}` });
-    expect((await fetch(`${stack.url}/dashboard/api/state`, { headers: basic(stack.token) })).status).toBe(401);
+    expect((await fetch(`${stack.url}/dashboard/api/state`, { headers: basic(stack.secrets['admin']!['privateKey']!) })).status).toBe(401);
     expect((await fetch(`${stack.url}/dashboard/api/state`, { headers: basic('wrong') })).status).toBe(401);
     const bearer = await fetch(`${stack.url}/dashboard/api/state`, { headers: { authorization: `Bearer ${viewerToken()}` } });
     expect(bearer.status).toBe(200);

@@ -12,7 +12,7 @@ import { HEADERS, signRequest } from '../../lib/crypto/request-signing';
 import { generateX25519 } from '../../lib/crypto/seal';
 import { fromB64, toB64 } from '../../lib/encoding';
 import { atRestAad } from '../../lib/node/service';
-import { call, readObject, statusOf, testStack, writeObject } from '../support/stack';
+import { call, readObject, reconstructEndToEnd, statusOf, testStack, writeObject } from '../support/stack';
 
 const EXAMPLE = 'A94F3D82C1B7E6F9';
 const OBJECT = 'keys/example/v1.json';
@@ -20,7 +20,7 @@ let stack: LocalStack;
 
 beforeAll(async () => {
   stack = await testStack({ nodeTimeoutMs: 3000 });
-  const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE } });
+  const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } });
   expect(r.status).toBe(201);
 }, 180_000);
 
@@ -61,20 +61,20 @@ describe('import and reconstruct', () => {
     const r = await call(stack, 'POST', '/keys', { body: { keyId: 'generated', length: 48 } });
     expect(r.status).toBe(201);
     expect(JSON.stringify(r.body)).not.toMatch(/secret"?:\s*\{/);
-    const back = await reconstruct('generated');
+    const back = await reconstructEndToEnd(stack, 'generated');
     expect(back.status).toBe(200);
     expect(fromB64(back.body.secret.base64)).toHaveLength(48);
     const dup = await call(stack, 'POST', '/keys', { body: { keyId: 'generated', secretHex: '00' } });
     expect(dup.status).toBe(409);
-    const still = await reconstruct('generated');
+    const still = await reconstructEndToEnd(stack, 'generated');
     expect(still.body.secret.base64).toBe(back.body.secret.base64);
   });
 
   it('imports secrets from 1 B up to 4 KiB, and refuses larger ones', async () => {
     const big = Buffer.alloc(4096, 0xab).toString('base64');
     expect((await call(stack, 'POST', '/keys', { body: { keyId: 'big-4k', secretBase64: big } })).status).toBe(201);
-    expect((await reconstruct('big-4k')).body.secret.base64).toBe(big);
-    expect((await call(stack, 'POST', '/keys', { body: { keyId: 'tiny', secretHex: '7f' } })).status).toBe(201);
+    expect((await reconstructEndToEnd(stack, 'big-4k')).body.secret.base64).toBe(big);
+    expect((await call(stack, 'POST', '/keys', { body: { keyId: 'tiny', secretHex: '7f', policy: { serverSideCombine: true } } })).status).toBe(201);
     expect((await reconstruct('tiny')).body.secret.hex).toBe('7f');
     const tooBig = await call(stack, 'POST', '/keys', { body: { keyId: 'too-big', secretBase64: Buffer.alloc(4097).toString('base64') } });
     expect(tooBig.status).toBe(400);
@@ -182,8 +182,8 @@ describe('bad input gets a clear 4xx', () => {
     ['non-canonical base64 secret', () => call(stack, 'POST', '/keys', { body: { keyId: 'x4', secretBase64: 'QQ=x' } }), 400, 'invalid_encoding'],
     ['threshold above n', () => call(stack, 'POST', '/keys', { body: { keyId: 'x5', threshold: 4 } }), 400, 'invalid_threshold'],
     ['threshold of one', () => call(stack, 'POST', '/keys', { body: { keyId: 'x6', threshold: 1 } }), 400, 'invalid_input'],
-    ['missing token', () => call(stack, 'POST', '/keys/example/reconstruct', { token: null }), 401, 'auth_missing'],
-    ['wrong token', () => call(stack, 'POST', '/keys/example/reconstruct', { token: 'not-the-token' }), 401, 'auth_invalid'],
+    ['unsigned request', () => call(stack, 'POST', '/keys/example/reconstruct', { as: null }), 401, 'auth_missing'],
+    ['unknown client', () => call(stack, 'POST', '/keys/example/reconstruct', { as: { name: 'mallory', privateKey: new Uint8Array(32).fill(7) } }), 401, 'client_unknown'],
     ['oversized body', () => call(stack, 'POST', '/keys', { rawBody: JSON.stringify({ keyId: 'big', secretHex: 'ab'.repeat(40_000) }) }), 413, 'payload_too_large'],
     ['unknown route', () => call(stack, 'DELETE', '/keys/example'), 404, ''],
     ['sign: neither message nor digest', () => call(stack, 'POST', '/keys/example/sign', { body: {} }), 400, 'invalid_input'],
@@ -218,11 +218,12 @@ describe('node request authentication on the wire', () => {
     return () => fetch(url, { headers }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
   };
 
-  it('accepts a signed request once and rejects its replay', async () => {
+  it('a coordinator-signed request alone gets no fragment, and is accepted only once', async () => {
     const send = signed('node1');
     const first = await send();
-    expect(first.status).toBe(200);
-    expect(first.body.sealedShare).toHaveProperty('epk');
+    // The coordinator's signature passes, but without a client's own signed request there is no share.
+    expect(first.status).toBe(401);
+    expect(first.body.error.code).toBe('client_auth_missing');
     const again = await send();
     expect(again.status).toBe(401);
     expect(again.body.error.code).toBe('request_replayed');

@@ -88,7 +88,7 @@ describe('refresh of an imported key', () => {
   let publicKey: string;
 
   it('an imported (dealer) key signs with FROST under its group key', async () => {
-    const r = await call(stack, 'POST', '/keys', { body: { keyId: 'imported', secretHex: SECRET } });
+    const r = await call(stack, 'POST', '/keys', { body: { keyId: 'imported', secretHex: SECRET, policy: { serverSideCombine: true } } });
     expect(r.status).toBe(201);
     publicKey = r.body.key.groupPublicKey;
     await signOk('imported', new TextEncoder().encode('hello'), publicKey);

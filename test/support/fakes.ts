@@ -35,6 +35,16 @@ export class MemoryStore implements FragmentStore {
   async deleteSession(kind: string, id: string) {
     this.sessions.delete(`${kind}/${id}`);
   }
+  readonly docs = new Map<string, string>();
+  async getDoc(kind: string, name: string) {
+    return this.docs.get(`${kind}/${name}`) ?? null;
+  }
+  async putDoc(kind: string, name: string, body: string) {
+    this.docs.set(`${kind}/${name}`, body);
+  }
+  async listDocs(kind: string) {
+    return [...this.docs.keys()].filter((k) => k.startsWith(`${kind}/`)).map((k) => k.slice(kind.length + 1)).sort();
+  }
 }
 
 export class MemoryAudit implements AuditLog {

@@ -4,6 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../tools/local-stack';
+import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
+import { FedkmsClient } from '../../lib/client/api';
+import { reconstructEndToEnd as e2e } from '../../lib/client/reconstruct';
+import { generateSigningKey } from '../../lib/crypto/request-signing';
+import { toB64 } from '../../lib/encoding';
 
 export async function testStack(opts: Partial<LocalStackOptions> = {}): Promise<LocalStack> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-it-'));
@@ -16,23 +21,32 @@ export interface Api {
   text: string;
 }
 
-export async function call(stack: LocalStack, method: string, p: string, opts: { body?: unknown; rawBody?: string; token?: string | null; headers?: Record<string, string> } = {}): Promise<Api> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', ...(opts.headers ?? {}) };
-  const token = opts.token === undefined ? stack.token : opts.token;
-  if (token !== null) headers['authorization'] = `Bearer ${token}`;
+/**
+ * Call the coordinator. Requests are signed by the stack's administrator client unless
+ * `as` names another identity, or `as: null` sends them unsigned.
+ */
+export async function call(
+  stack: LocalStack,
+  method: string,
+  p: string,
+  opts: { body?: unknown; rawBody?: string; as?: ClientIdentity | null; headers?: Record<string, string> } = {},
+): Promise<Api> {
+  const text = opts.rawBody !== undefined ? opts.rawBody : opts.body !== undefined ? JSON.stringify(opts.body) : '';
+  const who = opts.as === undefined ? stack.admin : opts.as;
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...(who ? signedHeaders(who, method, p, text) : {}), ...(opts.headers ?? {}) };
   const res = await fetch(`${stack.url}${p}`, {
     method,
     headers,
-    ...(opts.rawBody !== undefined ? { body: opts.rawBody } : opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+    ...(text !== '' || opts.rawBody !== undefined ? { body: text } : {}),
   });
-  const text = await res.text();
+  const answer = await res.text();
   let body: any;
   try {
-    body = JSON.parse(text);
+    body = JSON.parse(answer);
   } catch {
     body = undefined;
   }
-  return { status: res.status, body, text };
+  return { status: res.status, body, text: answer };
 }
 
 export async function readObject(stack: LocalStack, nodeId: string, key: string): Promise<string> {
@@ -46,3 +60,22 @@ export async function writeObject(stack: LocalStack, nodeId: string, key: string
 
 export const statusOf = (body: any, nodeId: string): string | undefined =>
   (body?.nodes ?? body?.error?.details?.nodes)?.find((n: { nodeId: string }) => n.nodeId === nodeId)?.status;
+
+/** Register a new client through the coordinator (as the administrator) and return its identity. */
+export async function newClient(stack: LocalStack, name: string, roles: string[] = []): Promise<ClientIdentity> {
+  const k = generateSigningKey();
+  const r = await call(stack, 'POST', '/clients', { body: { name, publicKey: toB64(k.publicKey), roles } });
+  if (r.status !== 201) throw new Error(`registering ${name}: ${r.status} ${r.text}`);
+  return { name, privateKey: k.privateKey };
+}
+
+/**
+ * End-to-end reconstruction as a client does it (lib/client/reconstruct.ts), answered in
+ * the shape of a server-side one: `{ status, body: { secret: { hex, base64 }, ... } }`.
+ */
+export async function reconstructEndToEnd(stack: LocalStack, keyId: string, as: ClientIdentity = stack.admin, opts: { expiresAt?: number; recipient?: { publicKey: Uint8Array; privateKey: Uint8Array } } = {}): Promise<Api & { rejected: { nodeId: string; reason: string }[] }> {
+  const r = await e2e(new FedkmsClient(stack.url, as), keyId, opts);
+  if (!r.ok) return { status: r.answer.status, body: r.answer.body, text: JSON.stringify(r.answer.body), rejected: r.rejected };
+  const body = { ...r.answer.body, secret: { hex: Buffer.from(r.secret).toString('hex'), base64: Buffer.from(r.secret).toString('base64') }, usedNodes: r.usedNodes };
+  return { status: 200, body, text: JSON.stringify(body), rejected: r.rejected };
+}

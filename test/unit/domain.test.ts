@@ -64,7 +64,7 @@ describe('Coordinator and NodeService', () => {
   it('imports, reconstructs, and audits both sides', async () => {
     const f = federation(3);
     await f.coordinator.createKey({ keyId: 'k', secretHex: 'a94f3d82c1b7e6f9' }, 'tester');
-    const r = await f.coordinator.reconstruct('k', 'tester');
+    const r: any = await f.coordinator.reconstruct('k', {}, 'tester');
     expect(r.secret.hex).toBe('a94f3d82c1b7e6f9');
     expect(f.audit.records.map((x) => x.action)).toEqual(['key.import', 'key.reconstruct']);
     expect(f.nodes.every((n) => n.audit.records.some((x) => x.action === 'fragment.store'))).toBe(true);
@@ -74,7 +74,7 @@ describe('Coordinator and NodeService', () => {
     const f = federation(3);
     await f.coordinator.createKey({ keyId: 'k', secretHex: 'aabb' }, 'tester');
     f.audit.failing = true;
-    await expect(f.coordinator.reconstruct('k', 'tester')).rejects.toBeInstanceOf(AuditUnavailableError);
+    await expect(f.coordinator.reconstruct('k', {}, 'tester')).rejects.toBeInstanceOf(AuditUnavailableError);
   });
 
   it('fails closed: a node releases no fragment when its audit write fails', async () => {
@@ -89,9 +89,9 @@ describe('Coordinator and NodeService', () => {
     await f.coordinator.createKey({ keyId: 'k', secretHex: 'aabb' }, 'tester');
     // node1 re-seals someone else's answer: a share that is valid for node2, not for node1.
     f.nodes[0]!.lie = (a) => ({ ...a, sealedShare: { ...a.sealedShare, ct: toB64(fromB64(a.sealedShare.ct).map((b: number) => b ^ 1)) } });
-    const r = await f.coordinator.reconstruct('k', 'tester');
+    const r: any = await f.coordinator.reconstruct('k', {}, 'tester');
     expect(r.secret.hex).toBe('aabb');
-    expect(r.nodes.find((n) => n.nodeId === 'node1')?.status).toBe('invalid_share');
+    expect(r.nodes.find((n: { nodeId: string }) => n.nodeId === 'node1')?.status).toBe('invalid_share');
   });
 
   it('a node detects its own corrupted object and says so', async () => {

@@ -1,0 +1,115 @@
+/**
+ * Key policies, client records and key lifecycle. Pure: every node evaluates these
+ * itself, against the policy stored with its own fragment.
+ */
+import { z } from 'zod';
+import { CLIENT_NAME } from '../crypto/client-auth.js';
+import { BadRequestError, ConflictError, FedkmsError, ForbiddenError } from '../errors.js';
+
+export const OPERATIONS = ['sign', 'reconstruct', 'describe', 'admin'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+const ROLE = /^[a-z][a-z0-9-]{0,31}$/;
+/** `client:<name>` or `role:<role>`. */
+const principal = z.string().max(80).refine((p) => (p.startsWith('client:') && CLIENT_NAME.test(p.slice(7))) || (p.startsWith('role:') && ROLE.test(p.slice(5))), {
+  message: 'a principal is client:<name> or role:<role>',
+});
+const principals = z.array(principal).max(32);
+
+export const policySchema = z
+  .object({
+    sign: principals,
+    reconstruct: principals,
+    describe: principals,
+    admin: principals,
+    /** Reconstruction needs this many approvals by distinct approvers other than the requester. */
+    approvals: z.object({ required: z.number().int().min(0).max(10), approvers: principals }).strict(),
+    /** May the coordinator combine shares itself (the original example flow)? Off by default. */
+    serverSideCombine: z.boolean(),
+  })
+  .strict();
+export type Policy = z.infer<typeof policySchema>;
+
+/** A policy as a client may give it on create or update: every field optional, defaults from the creator. */
+export const policyInputSchema = policySchema.partial().strict();
+export type PolicyInput = z.infer<typeof policyInputSchema>;
+
+export function defaultPolicy(creator: string, input: PolicyInput = {}): Policy {
+  const owner = [`client:${creator}`, 'role:admin'];
+  return {
+    sign: input.sign ?? owner,
+    reconstruct: input.reconstruct ?? owner,
+    describe: input.describe ?? [...owner, 'role:auditor'],
+    admin: input.admin ?? owner,
+    approvals: input.approvals ?? { required: 0, approvers: ['role:approver'] },
+    serverSideCombine: input.serverSideCombine ?? false,
+  };
+}
+
+export const ROLES = z.array(z.string().regex(ROLE)).max(16);
+export const clientRecordSchema = z
+  .object({
+    name: z.string().regex(CLIENT_NAME),
+    publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+    roles: ROLES,
+    status: z.enum(['active', 'disabled']),
+  })
+  .strict();
+export type ClientRecord = z.infer<typeof clientRecordSchema>;
+
+export interface Principal {
+  name: string;
+  roles: readonly string[];
+}
+
+export const matches = (list: readonly string[], who: Principal): boolean =>
+  list.includes(`client:${who.name}`) || who.roles.some((r) => list.includes(`role:${r}`));
+
+export function requirePermission(policy: Policy, who: Principal, op: Operation, keyId: string): void {
+  if (!matches(policy[op], who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not ${op} key ${keyId}`);
+}
+
+/** Federation-wide operations that belong to no key. */
+export function requireRole(who: Principal, roles: readonly string[], what: string): void {
+  if (!who.roles.some((r) => roles.includes(r))) throw new ForbiddenError('not_authorized', `client ${who.name} may not ${what}`);
+}
+
+// NIST SP 800-57 Part 1 §7: pre-activation, active, suspended (disabled), compromised, destroyed.
+export const KEY_STATES = ['pre-active', 'active', 'disabled', 'compromised', 'destroyed'] as const;
+export type KeyState = (typeof KEY_STATES)[number];
+
+const TRANSITIONS: Record<KeyState, readonly KeyState[]> = {
+  'pre-active': ['active', 'compromised', 'destroyed'],
+  active: ['disabled', 'compromised'],
+  disabled: ['active', 'compromised', 'destroyed'],
+  compromised: ['destroyed'],
+  destroyed: [],
+};
+
+export function assertTransition(keyId: string, from: KeyState, to: KeyState): void {
+  if (!TRANSITIONS[from].includes(to)) {
+    throw new ConflictError('illegal_transition', `key ${keyId} cannot go from ${from} to ${to}`);
+  }
+}
+
+/** Signing and reconstruction need an active key; a destroyed key answers nothing but its state. */
+export function assertUsable(keyId: string, state: KeyState, op: Operation): void {
+  if (state === 'destroyed') throw new KeyGoneError(keyId);
+  if ((op === 'sign' || op === 'reconstruct') && state !== 'active') {
+    throw new ConflictError(`key_${state.replace('-', '_')}`, `key ${keyId} is ${state}; ${op} needs an active key`);
+  }
+}
+
+/** 410: the key existed and was destroyed; its fragments are gone from every bucket. */
+export class KeyGoneError extends FedkmsError {
+  constructor(keyId: string) {
+    super('key_destroyed', 410, `key ${keyId} was destroyed`);
+  }
+}
+
+export const transitionSchema = z.object({ state: z.enum(KEY_STATES), reason: z.string().max(200).optional() }).strict();
+
+export function parseRecipientExpiry(expiresAt: number, now = Date.now()): void {
+  if (expiresAt <= now) throw new BadRequestError('approval_expired', 'the approval request has expired');
+  if (expiresAt > now + 24 * 3600_000) throw new BadRequestError('invalid_expiry', 'an approval request may last at most 24 hours');
+}

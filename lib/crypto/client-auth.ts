@@ -1,0 +1,145 @@
+/**
+ * Client request signatures and reconstruction approvals. Pure: no I/O.
+ *
+ * A client signs every API request itself (Ed25519 over method, path, query, body
+ * digest, time and a request id). The coordinator forwards that signed request, as an
+ * envelope, to each node, and each node checks it against its own client registry:
+ * the coordinator can relay a client's request but cannot make one up.
+ */
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { z } from 'zod';
+import { fromB64, toB64url, utf8 } from '../encoding.js';
+import { UnauthorizedError } from '../errors.js';
+import { canonicalJson, sha256Hex } from './hash.js';
+
+export const CLIENT_HEADERS = {
+  client: 'x-fedkms-client',
+  timestamp: 'x-fedkms-client-timestamp',
+  requestId: 'x-fedkms-client-request-id',
+  signature: 'x-fedkms-client-signature',
+} as const;
+
+/** The header the coordinator uses to hand a client's signed request to a node. */
+export const ENVELOPE_HEADER = 'x-fedkms-client-auth';
+
+export const CLIENT_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const REQUEST_ID = /^[A-Za-z0-9-]{16,64}$/;
+
+/** A client's request exactly as it signed it. `body` is the raw text; `query` the decoded parameters. */
+export interface ClientRequest {
+  client: string;
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  body: string;
+  timestamp: string;
+  requestId: string;
+}
+
+export interface SignedClientRequest extends ClientRequest {
+  signature: string;
+}
+
+export interface Approval {
+  approver: string;
+  signature: string;
+}
+
+export function canonicalClientRequest(r: ClientRequest): string {
+  const query = Object.keys(r.query)
+    .sort()
+    .map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(r.query[k] ?? '')}`)
+    .join('&');
+  return ['FEDKMS-CLIENT-1', r.client, r.method.toUpperCase(), r.path, query, sha256Hex(r.body), r.timestamp, r.requestId].join('\n');
+}
+
+export const signClientRequest = (privateKey: Uint8Array, r: ClientRequest): string =>
+  Buffer.from(ed25519.sign(utf8(canonicalClientRequest(r)), privateKey)).toString('base64');
+
+export function verifyClientRequest(publicKey: Uint8Array, r: SignedClientRequest): boolean {
+  try {
+    const sig = fromB64(r.signature, 'signature');
+    return sig.length === 64 && ed25519.verify(sig, utf8(canonicalClientRequest(r)), publicKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
+const b64sig = z.string().max(100);
+const envelopeSchema = z
+  .object({
+    client: z.string().regex(CLIENT_NAME),
+    method: z.string().regex(/^[A-Z]{3,7}$/),
+    path: z.string().max(512),
+    query: z.record(z.string().max(64), z.string().max(512)),
+    body: z.string().max(64 * 1024),
+    timestamp: z.string().regex(/^\d{10,13}$/),
+    requestId: z.string().regex(REQUEST_ID),
+    signature: b64sig,
+    /** Approvals of this request (reconstruction); each one is self-authenticating. */
+    approvals: z.array(z.object({ approver: z.string().regex(CLIENT_NAME), signature: b64sig }).strict()).max(16).optional(),
+  })
+  .strict();
+export type ClientEnvelope = z.infer<typeof envelopeSchema>;
+
+export const encodeEnvelope = (e: ClientEnvelope): string => toB64url(utf8(JSON.stringify(e)));
+
+export function decodeEnvelope(raw: unknown): ClientEnvelope {
+  const bad = () => new UnauthorizedError('client_auth_invalid', 'malformed client authorization');
+  let parsed: unknown = raw;
+  if (typeof raw === 'string') {
+    if (raw.length > 96 * 1024 || !/^[A-Za-z0-9_-]+$/.test(raw)) throw bad();
+    try {
+      parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
+    } catch {
+      throw bad();
+    }
+  }
+  const r = envelopeSchema.safeParse(parsed);
+  if (!r.success) throw bad();
+  return r.data;
+}
+
+/** Read a client's signed request from its HTTP headers (the coordinator's first check is shape only). */
+export function clientRequestFromHttp(req: {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  body: string;
+  headers: Record<string, string | undefined>;
+}): SignedClientRequest {
+  const h = (n: string) => req.headers[n];
+  const client = h(CLIENT_HEADERS.client);
+  const timestamp = h(CLIENT_HEADERS.timestamp);
+  const requestId = h(CLIENT_HEADERS.requestId);
+  const signature = h(CLIENT_HEADERS.signature);
+  if (!client || !timestamp || !requestId || !signature) throw new UnauthorizedError('auth_missing', 'request is not signed by a client (see docs: client identities)');
+  if (!CLIENT_NAME.test(client) || !/^\d{10,13}$/.test(timestamp) || !REQUEST_ID.test(requestId) || signature.length > 100) {
+    throw new UnauthorizedError('auth_invalid', 'malformed client signature headers');
+  }
+  return { client, method: req.method.toUpperCase(), path: req.path, query: req.query, body: req.body, timestamp, requestId, signature };
+}
+
+/** What `m` approvers sign for one reconstruction: that key version, for that requester, sealed to that recipient, until then. */
+export interface ApprovalRequest {
+  keyId: string;
+  version: number;
+  requester: string;
+  recipient: string;
+  expiresAt: number;
+}
+
+export const approvalDigest = (r: ApprovalRequest): string =>
+  sha256Hex(canonicalJson({ type: 'fedkms.approval.v1', keyId: r.keyId, version: r.version, requester: r.requester, recipient: r.recipient, expiresAt: r.expiresAt }));
+
+export const signApproval = (privateKey: Uint8Array, r: ApprovalRequest): string =>
+  Buffer.from(ed25519.sign(utf8(approvalDigest(r)), privateKey)).toString('base64');
+
+export function verifyApproval(publicKey: Uint8Array, r: ApprovalRequest, signature: string): boolean {
+  try {
+    const sig = fromB64(signature, 'signature');
+    return sig.length === 64 && ed25519.verify(sig, utf8(approvalDigest(r)), publicKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}

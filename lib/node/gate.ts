@@ -1,0 +1,171 @@
+/**
+ * Which client request may drive which node route, checked by the node itself. Each
+ * method authenticates the relayed client request, checks that it asks for exactly
+ * what the coordinator is asking this node to do (same key, same recipient, same
+ * message, same state), and checks the policy and lifecycle stored on this node.
+ */
+import { canonicalJson } from '../crypto/hash.js';
+import { canaryMessage, digestMessage } from '../crypto/sign-message.js';
+import type { ClientEnvelope } from '../crypto/client-auth.js';
+import { fromB64, fromHex } from '../encoding.js';
+import { ConflictError, ForbiddenError } from '../errors.js';
+import { KeyGoneError, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
+import { requireClientRoute, type Authenticated, type KeyControl, type NodeAccess } from './access.js';
+
+const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62})/${action}$`);
+const SIGN = keyRoute('sign');
+const RECONSTRUCT = keyRoute('reconstruct');
+const RESHARE = keyRoute('(?:refresh|reshare)');
+const STATE = keyRoute('state');
+const POLICY = keyRoute('policy');
+const DESCRIBE = /^\/keys\/([a-z0-9][a-z0-9-]{0,62})(?:\/public)?$/;
+const CREATORS = ['admin', 'key-creator'];
+
+const actorOf = (a: Authenticated) => `client:${a.who.name}`;
+const sameKey = (m: RegExpExecArray, keyId: string, what: string) => {
+  if (m[1] !== keyId) throw new ForbiddenError('client_request_mismatch', `the client request is for another key than this ${what}`);
+};
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+export interface GateResult {
+  actor: string;
+  control: KeyControl;
+}
+
+export class ClientGate {
+  constructor(
+    private readonly access: NodeAccess,
+    private readonly latestVersion: (keyId: string) => Promise<number | undefined>,
+  ) {}
+
+  /** GET /fragment: a reconstruction the client asked for, sealed to the recipient the client named. */
+  async fragment(env: ClientEnvelope | undefined, keyId: string, recipient: string, version?: number): Promise<GateResult & { mode: 'end-to-end' | 'server-side' }> {
+    const a = await this.access.authenticate(env, 'GET /fragment');
+    sameKey(requireClientRoute(a, 'POST', RECONSTRUCT, 'a reconstruction'), keyId, 'fragment');
+    const control = await this.access.authorize(keyId, a.who, 'reconstruct');
+    const p = control.policy;
+    const asked = a.body['recipient'];
+    let mode: 'end-to-end' | 'server-side' = 'end-to-end';
+    if (typeof asked === 'string') {
+      if (asked !== recipient) throw new ForbiddenError('recipient_mismatch', 'the share would be sealed to another key than the client named');
+    } else if (p.serverSideCombine && p.approvals.required === 0) {
+      mode = 'server-side';
+    } else {
+      throw new ForbiddenError('end_to_end_required', `key ${keyId} is reconstructed only end to end: send your own recipient key`);
+    }
+    if (p.approvals.required > 0) {
+      const v = version ?? (await this.latestVersion(keyId));
+      const expiresAt = Number(a.body['expiresAt']);
+      await this.access.checkApprovals(p, { keyId, version: v ?? 0, requester: a.who.name, recipient, expiresAt: Number.isFinite(expiresAt) ? expiresAt : 0 }, env?.approvals);
+    }
+    return { actor: actorOf(a), control, mode };
+  }
+
+  /** POST /sign/share: the exact message the client asked to sign, or a reshare's canary. */
+  async signShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string, message: Uint8Array, version: number): Promise<GateResult> {
+    const a = await this.access.authenticate(env, `POST /sign/share#${sessionId}`);
+    if (a.request.method === 'POST' && RESHARE.test(a.request.path)) {
+      sameKey(RESHARE.exec(a.request.path)!, keyId, 'signature');
+      const control = await this.access.authorize(keyId, a.who, 'admin');
+      if (!bytesEqual(message, canaryMessage(keyId, version))) throw new ForbiddenError('client_request_mismatch', 'a reshare authorizes only its canary signature');
+      return { actor: actorOf(a), control };
+    }
+    sameKey(requireClientRoute(a, 'POST', SIGN, 'a signature'), keyId, 'signature');
+    const control = await this.access.authorize(keyId, a.who, 'sign');
+    const m = a.body['message'];
+    const d = a.body['digest'];
+    let asked: Uint8Array | undefined;
+    try {
+      asked = typeof m === 'string' ? fromB64(m) : typeof d === 'string' ? digestMessage(fromHex(d)) : undefined;
+    } catch {
+      asked = undefined;
+    }
+    if (!asked || !bytesEqual(asked, message)) throw new ForbiddenError('client_request_mismatch', 'the client asked to sign another message');
+    return { actor: actorOf(a), control };
+  }
+
+  /** PUT /fragment and POST /dkg/round1: a key the client is creating now. Writes its control document. */
+  async create(env: ClientEnvelope | undefined, keyId: string, type: 'secret' | 'ed25519', scope: string): Promise<GateResult> {
+    const a = await this.access.authenticate(env, scope);
+    requireClientRoute(a, 'POST', /^\/keys$/, 'creating a key');
+    if (a.body['keyId'] !== keyId || (a.body['type'] === 'ed25519') !== (type === 'ed25519')) {
+      throw new ForbiddenError('client_request_mismatch', 'the client asked to create another key');
+    }
+    requireRole(a.who, CREATORS, 'create keys');
+    const existing = await this.access.control(keyId);
+    if (existing?.state === 'destroyed') throw new KeyGoneError(keyId);
+    if (existing && (await this.latestVersion(keyId)) !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
+    const control = this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']);
+    await this.access.putControl(control);
+    return { actor: actorOf(a), control };
+  }
+
+  /**
+   * Reshare and refresh steps: an administrator of the key asked for it. A node joining
+   * the key through a reshare starts with the default policy of that administrator.
+   */
+  async reshare(env: ClientEnvelope | undefined, keyId: string, scope: string, joining = false): Promise<GateResult> {
+    const a = await this.access.authenticate(env, scope);
+    sameKey(requireClientRoute(a, 'POST', RESHARE, 'a reshare'), keyId, 'reshare');
+    if (joining && !(await this.access.control(keyId))) {
+      const control = this.access.newControl(keyId, a.who.name, undefined, 'active');
+      await this.access.putControl(control);
+      return { actor: actorOf(a), control };
+    }
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
+  }
+
+  /** DELETE /fragment: a creator rolling back its own failed create, or an administrator retiring a version. */
+  async deleteVersion(env: ClientEnvelope | undefined, keyId: string, version: number): Promise<GateResult> {
+    const a = await this.access.authenticate(env, `DELETE /fragment#${version}`);
+    if (a.request.method === 'POST' && a.request.path === '/keys') {
+      const control = await this.access.requireControl(keyId);
+      if (a.body['keyId'] !== keyId || control.owner !== a.who.name || version !== 1) {
+        throw new ForbiddenError('client_request_mismatch', 'a create request may only roll back the version it created');
+      }
+      return { actor: actorOf(a), control };
+    }
+    sameKey(requireClientRoute(a, 'POST', RESHARE, 'deleting a version'), keyId, 'deletion');
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
+  }
+
+  /** GET /key on behalf of a client's describe request: the describe permission. Destroyed keys answer 410 to everyone. */
+  async describe(env: ClientEnvelope | undefined, keyId: string): Promise<void> {
+    const control = await this.access.control(keyId);
+    if (control?.state === 'destroyed') throw new KeyGoneError(keyId);
+    if (!env || env.method !== 'GET' || !DESCRIBE.test(env.path)) return;
+    const a = await this.access.authenticate(env, 'GET /key');
+    sameKey(DESCRIBE.exec(env.path)!, keyId, 'description');
+    await this.access.authorize(keyId, a.who, 'describe');
+  }
+
+  /** PUT /client: an administrator registers, updates or disables a client. */
+  async registerClient(env: ClientEnvelope | undefined, record: ClientRecord): Promise<string> {
+    const a = await this.access.authenticate(env, `PUT /client#${record.name}`);
+    requireClientRoute(a, 'POST', /^\/clients$/, 'registering a client');
+    requireRole(a.who, ['admin'], 'register clients');
+    const asked = { name: a.body['name'], publicKey: a.body['publicKey'], roles: a.body['roles'], status: a.body['status'] ?? 'active' };
+    if (canonicalJson(asked) !== canonicalJson(record)) throw new ForbiddenError('client_request_mismatch', 'the administrator registered another client');
+    return actorOf(a);
+  }
+
+  /** POST /key/state: a lifecycle transition an administrator of the key asked for. */
+  async transition(env: ClientEnvelope | undefined, keyId: string, state: KeyState): Promise<GateResult> {
+    const a = await this.access.authenticate(env, 'POST /key/state');
+    sameKey(requireClientRoute(a, 'POST', STATE, 'a state change'), keyId, 'state change');
+    if (a.body['state'] !== state) throw new ForbiddenError('client_request_mismatch', 'the client asked for another state');
+    return { actor: actorOf(a), control: await this.adminControl(keyId, a) };
+  }
+
+  /** PUT /key/policy: a new policy an administrator of the key asked for. */
+  async setPolicy(env: ClientEnvelope | undefined, keyId: string, policy: Policy): Promise<GateResult> {
+    const a = await this.access.authenticate(env, 'PUT /key/policy');
+    sameKey(requireClientRoute(a, 'PUT', POLICY, 'a policy change'), keyId, 'policy change');
+    if (canonicalJson(a.body['policy']) !== canonicalJson(policy)) throw new ForbiddenError('client_request_mismatch', 'the client asked for another policy');
+    return { actor: actorOf(a), control: await this.adminControl(keyId, a) };
+  }
+
+  private adminControl(keyId: string, a: Authenticated): Promise<KeyControl> {
+    return this.access.authorize(keyId, a.who, 'admin');
+  }
+}
