@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { parseKeyId } from '../lib/key-id.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseX25519Public } from '../lib/crypto/seal.js';
-import type { ClientEnvelope } from '../lib/crypto/client-auth.js';
+import { assertClientKey, type ClientEnvelope } from '../lib/crypto/client-auth.js';
 import { clientRecordSchema, policySchema, transitionSchema } from '../lib/access/policy.js';
 import { importRequestSchema } from '../lib/node/service.js';
 import { nodeRuntime } from '../lib/node/runtime.js';
@@ -76,6 +76,7 @@ export const handler = httpApi({
     'GET /clients': authed(async (rt) => ({ nodeId: rt.cfg.NODE_ID, clients: await rt.access.listClients() })),
     'PUT /client': authed(async (rt, req, _signer, client) => {
       const record = parseInput(clientRecordSchema, req.body);
+      assertClientKey(record.publicKey);
       const actor = await rt.gate.registerClient(client, record);
       return rt.lifecycle.registerClient(record, actor);
     }),

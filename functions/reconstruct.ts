@@ -19,11 +19,20 @@ const approvalsQuery = z.object({ keyId: z.string() }).strict();
 
 type Runtime = ReturnType<typeof coordinatorRuntime>;
 
-/** Authenticate the client, then run `fn`; keeps every protected route one line. */
+/**
+ * Authenticate the client here too, then run `fn`: for routes with no node in the loop, and
+ * for signing, so a stranger cannot spend the pool of pre-published nonce commitments.
+ */
 const authed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
   async (req: HttpRequest) => {
     const rt = coordinatorRuntime(process.env, obs);
     return rt.asClient(req, (call) => fn(rt, req, call));
+  };
+/** Relay the client's request to the nodes, each of which authenticates and authorizes it itself. */
+const relayed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
+  async (req: HttpRequest) => {
+    const rt = coordinatorRuntime(process.env, obs);
+    return rt.asClient(req, (call) => fn(rt, req, call), 'nodes');
   };
 const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
 
@@ -34,27 +43,27 @@ export const handler = httpApi({
   routes: {
     'GET /status': async () => coordinatorRuntime().coordinator.status(),
     'GET /keys': authed((rt) => rt.coordinator.listKeys()),
-    'POST /keys': authed(async (rt, req, { actor }) => {
+    'POST /keys': relayed(async (rt, req, { actor }) => {
       const input = parseInput(createKeySchema, req.body ?? {});
       parseKeyId(input.keyId);
       return { status: 201, body: await rt.coordinator.createKey(input, actor) };
     }),
-    'GET /keys/{keyId}': authed((rt, req) => rt.coordinator.describeKey(keyOf(req))),
+    'GET /keys/{keyId}': relayed((rt, req) => rt.coordinator.describeKey(keyOf(req))),
     'POST /keys/{keyId}/sign': authed((rt, req, { actor }) => rt.coordinator.sign(keyOf(req), parseInput(signSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/refresh': authed((rt, req, { actor }) => rt.coordinator.refresh(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/reshare': authed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/refresh': relayed((rt, req, { actor }) => rt.coordinator.refresh(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/reshare': relayed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(keyOf(req), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
-    'GET /keys/{keyId}/public': authed((rt, req) => rt.coordinator.publicKey(keyOf(req))),
-    'POST /keys/{keyId}/reconstruct': authed(async (rt, req, { who, actor }) => {
+    'GET /keys/{keyId}/public': relayed((rt, req) => rt.coordinator.publicKey(keyOf(req))),
+    'POST /keys/{keyId}/reconstruct': relayed(async (rt, req, { who, actor }) => {
       const keyId = keyOf(req);
       const input = parseInput(reconstructSchema, req.body ?? {});
       if (input.recipient && input.expiresAt) attachApprovals(await rt.admin.approvalsFor(keyId, who.name, input.recipient, input.expiresAt));
       return rt.coordinator.reconstruct(keyId, input, actor);
     }),
-    'POST /keys/{keyId}/state': authed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
-    'PUT /keys/{keyId}/policy': authed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/state': relayed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
+    'PUT /keys/{keyId}/policy': relayed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
     'GET /clients': authed((rt) => rt.admin.listClients()),
-    'POST /clients': authed(async (rt, req, { who, actor }) => ({ status: 201, body: await rt.admin.registerClient(parseInput(registerClientSchema, req.body ?? {}), who, actor) })),
+    'POST /clients': relayed(async (rt, req, { actor }) => ({ status: 201, body: await rt.admin.registerClient(parseInput(registerClientSchema, req.body ?? {}), actor) })),
     'GET /approvals': authed((rt, req) => rt.admin.listApprovals(parseKeyId(parseInput(approvalsQuery, req.query).keyId))),
     'POST /approvals': authed(async (rt, req, { who, actor }) => {
       const input = parseInput(approvalInputSchema, req.body ?? {});

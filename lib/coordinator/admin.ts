@@ -5,8 +5,8 @@
  * request, whether to apply a change; each node re-checks every approval signature.
  */
 import { z } from 'zod';
-import { clientRecordSchema, policySchema, requireRole, transitionSchema, type Principal } from '../access/policy.js';
-import { approvalDigest, verifyApproval, type Approval, type ApprovalRequest } from '../crypto/client-auth.js';
+import { clientRecordSchema, policySchema, transitionSchema, type Principal } from '../access/policy.js';
+import { approvalDigest, assertClientKey, verifyApproval, type Approval, type ApprovalRequest } from '../crypto/client-auth.js';
 import { parseX25519Public } from '../crypto/seal.js';
 import { fromB64 } from '../encoding.js';
 import { AuditUnavailableError, BadRequestError, ForbiddenError, NotFoundError, QuorumError } from '../errors.js';
@@ -68,13 +68,9 @@ export class Administration {
     throw quorumFailure(`${what}: no node applied it`, { nodes: reports });
   }
 
-  async registerClient(input: z.infer<typeof registerClientSchema>, who: Principal, actor: string) {
-    requireRole(who, ['admin'], 'register clients');
-    try {
-      if (fromB64(input.publicKey).length !== 32) throw new Error();
-    } catch {
-      throw new BadRequestError('invalid_public_key', 'publicKey must be a 32-byte Ed25519 key, base64');
-    }
+  /** Every node checks that an administrator signed this exact registration (lib/node/gate.ts). */
+  async registerClient(input: z.infer<typeof registerClientSchema>, actor: string) {
+    assertClientKey(input.publicKey);
     const record = { ...input, status: input.status ?? 'active' };
     const nodes = await this.everywhere(`client ${record.name}`, { method: 'PUT', path: '/client', body: record }, false);
     ClientDirectory.forget(record.name);

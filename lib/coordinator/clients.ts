@@ -13,7 +13,7 @@ import { UnauthorizedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
 import { z } from 'zod';
 import type { CoordinatorDeps } from './common.js';
-import { gather, type Verdict } from './fanout.js';
+import { gather, quorumFailure, type Verdict } from './fanout.js';
 
 const listSchema = z.object({ nodeId: z.string(), clients: z.array(clientRecordSchema).max(10_000) });
 const CACHE_MS = 10_000;
@@ -40,7 +40,7 @@ export class ClientDirectory {
       },
     });
     const w = result.winner;
-    if (!w || w.members.length < w.need) throw new UnauthorizedError('client_unverifiable', 'not enough nodes agree on this client; try again');
+    if (!w || w.members.length < w.need) throw quorumFailure(`not enough nodes agree on client ${name}`, { nodes: result.reports });
     const record = w.members[0]!.value;
     cache.set(name, { at: now, record });
     return record;
@@ -64,6 +64,16 @@ export class ClientDirectory {
   static forget(name: string): void {
     cache.delete(name);
   }
+}
+
+/**
+ * Routes whose every effect needs the nodes' own approval of the client's request: the
+ * coordinator only checks its shape and freshness and lets each node decide, which keeps
+ * a registry fan-out off the hot path. Every other route is decided here in full.
+ */
+export function checkFreshness(req: SignedClientRequest, maxSkewS: number, now = Date.now()): Principal {
+  if (Math.abs(now - Number(req.timestamp)) > maxSkewS * 1000) throw new UnauthorizedError('request_stale', 'request timestamp outside the allowed window');
+  return { name: req.client, roles: [] };
 }
 
 /** Signature, freshness, standing and single use of a client request, at the coordinator. */

@@ -144,7 +144,8 @@ const REFUSALS = new Set([401, 403, 409, 410]);
  * every node's report; otherwise it is a quorum failure naming each node's fault.
  */
 export function quorumFailure(message: string, details: { nodes: NodeReport[] } & Record<string, unknown>): FedkmsError {
-  const answered = details.nodes.filter((r) => r.status !== 'timeout' && r.status !== 'unreachable' && r.status !== 'cancelled');
+  // Valid answers short of a quorum, and nodes that did not answer, say nothing about why the rest refused.
+  const answered = details.nodes.filter((r) => !['valid', 'timeout', 'unreachable', 'cancelled'].includes(r.status));
   const codes = new Set(answered.map((r) => (r.httpStatus && REFUSALS.has(r.httpStatus) ? `${r.httpStatus} ${r.code}` : 'other')));
   const only = codes.size === 1 ? [...codes][0]! : undefined;
   if (only && only !== 'other') {

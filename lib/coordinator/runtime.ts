@@ -12,7 +12,7 @@ import { recordNodeCall, type Telemetry } from '../observability.js';
 import { coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
 import { Administration } from './admin.js';
 import { withClientRequest } from './client-context.js';
-import { authenticateClient, ClientDirectory } from './clients.js';
+import { authenticateClient, checkFreshness, ClientDirectory } from './clients.js';
 import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
 
@@ -43,7 +43,7 @@ export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: strin
 
 export interface ClientCall {
   who: Principal;
-  /** The audit actor: `client:<name>`. */
+  /** The audit actor: `client:<name>` (on node-decided routes, as claimed: the nodes verify it). */
   actor: string;
 }
 
@@ -57,12 +57,12 @@ export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemet
    * Check the client's signed request, then run `fn` with it attached to every node call
    * `fn` makes, so each node checks it again. Refusals are audited (best effort) and rethrown.
    */
-  const asClient = async <T>(req: HttpRequest, fn: (call: ClientCall) => Promise<T>): Promise<T> => {
+  const asClient = async <T>(req: HttpRequest, fn: (call: ClientCall) => Promise<T>, decidedBy: 'coordinator' | 'nodes' = 'coordinator'): Promise<T> => {
     let signed;
     let who: Principal;
     try {
       signed = clientRequestFromHttp({ method: req.method, path: req.rawPath, query: req.query, body: req.rawBody, headers: req.headers });
-      who = await authenticateClient(signed, { directory: new ClientDirectory(deps), replay, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
+      who = decidedBy === 'nodes' ? checkFreshness(signed, cfg.MAX_CLOCK_SKEW_S) : await authenticateClient(signed, { directory: new ClientDirectory(deps), replay, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
     } catch (e) {
       await recordRefusal(audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined });
       throw e;

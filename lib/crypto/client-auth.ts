@@ -9,7 +9,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { z } from 'zod';
 import { fromB64, toB64url, utf8 } from '../encoding.js';
-import { UnauthorizedError } from '../errors.js';
+import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { canonicalJson, sha256Hex } from './hash.js';
 
 export const CLIENT_HEADERS = {
@@ -141,5 +141,31 @@ export function verifyApproval(publicKey: Uint8Array, r: ApprovalRequest, signat
     return sig.length === 64 && ed25519.verify(sig, utf8(approvalDigest(r)), publicKey, { zip215: false });
   } catch {
     return false;
+  }
+}
+
+/**
+ * A client's Ed25519 public key must be a canonical encoding of a point of the prime-order
+ * subgroup, not the identity or a small-order point (those make forgeries trivial).
+ */
+export function isSoundEd25519PublicKey(raw: Uint8Array): boolean {
+  if (raw.length !== 32) return false;
+  try {
+    const P = ed25519.Point.fromBytes(raw, false);
+    return !P.is0() && !P.isSmallOrder() && P.isTorsionFree() && Buffer.from(P.toBytes()).equals(Buffer.from(raw));
+  } catch {
+    return false;
+  }
+}
+
+export function assertClientKey(b64: string): void {
+  let raw: Uint8Array;
+  try {
+    raw = fromB64(b64, 'publicKey');
+  } catch {
+    raw = new Uint8Array();
+  }
+  if (!isSoundEd25519PublicKey(raw)) {
+    throw new BadRequestError('invalid_public_key', 'publicKey must be a canonical 32-byte Ed25519 key of prime order, base64');
   }
 }

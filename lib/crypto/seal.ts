@@ -40,12 +40,18 @@ export function parseX25519Public(b64: string, field = 'recipient'): Uint8Array 
   const raw = fromB64(b64, field);
   if (raw.length !== 32) throw new BadRequestError('invalid_recipient', `${field} must be a 32-byte X25519 public key`);
   try {
-    pubKeyObject(raw);
+    // A small-order point (0, 1, the order-8 points, their non-canonical twins) gives an
+    // all-zero shared secret: anyone could open what is sealed to it. OpenSSL refuses such
+    // a derivation, so one trial exchange with a throw-away key finds them all.
+    const shared = diffieHellman({ privateKey: PROBE_KEY, publicKey: pubKeyObject(raw) });
+    if (shared.every((b) => b === 0)) throw new Error('small order');
   } catch {
-    throw new BadRequestError('invalid_recipient', `${field} is not a valid X25519 public key`);
+    throw new BadRequestError('invalid_recipient', `${field} is not a valid X25519 public key (small-order or malformed)`);
   }
   return raw;
 }
+
+const PROBE_KEY = generateKeyPairSync('x25519').privateKey;
 
 const privKeyObject = (raw: Uint8Array) =>
   createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });

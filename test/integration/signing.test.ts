@@ -17,7 +17,8 @@ import { allowedSignersLine, armorSshSignature, sshsigSignedData } from '../../l
 import { identifierFor } from '../../lib/crypto/shares';
 import { fromB64, fromHex, toB64, toHex } from '../../lib/encoding';
 import type { NodeEndpoint } from '../../lib/runtime-config';
-import { call, statusOf, testStack } from '../support/stack';
+import { call, clientEnvelope, reconstructEndToEnd, statusOf, testStack } from '../support/stack';
+import { withClientRequest } from '../../lib/coordinator/client-context';
 
 let stack: LocalStack;
 
@@ -45,9 +46,16 @@ function nodeClient() {
     x25519Public: stack.secrets[id]!['x25519Public']!,
     signingPublic: stack.secrets[id]!['signingPublic']!,
   });
+  // Acting as the coordinator: relay a fresh request of the administrator that matches the step.
+  const envelopeFor = (p: string, body: any) =>
+    p === '/sign/share' ? clientEnvelope(stack.admin, 'POST', `/keys/${body.keyId}/sign`, { message: body.message })
+    : p === '/dkg/round1' ? clientEnvelope(stack.admin, 'POST', '/keys', { keyId: body.keyId, type: 'ed25519' })
+    : undefined;
   const post = async (id: string, p: string, body: unknown) => {
     try {
-      return { status: 200, body: (await client.call(endpoint(id), { method: 'POST', path: p, body }, AbortSignal.timeout(10_000))) as any };
+      const env = envelopeFor(p, body);
+      const send = () => client.call(endpoint(id), { method: 'POST', path: p, body }, AbortSignal.timeout(10_000));
+      return { status: 200, body: (await (env ? withClientRequest(env, send) : send())) as any };
     } catch (e) {
       const err = e as { httpStatus?: number; code?: string; details?: unknown };
       return { status: err.httpStatus ?? 0, body: { error: { code: err.code, details: err.details } } };
@@ -70,7 +78,10 @@ describe('DKG 2-of-3', () => {
   });
 
   it('is never reconstructed, whoever asks', async () => {
-    const r = await call(stack, 'POST', '/keys/signer/reconstruct');
+    const serverSide = await call(stack, 'POST', '/keys/signer/reconstruct');
+    expect(serverSide.status).toBe(403);
+    expect(serverSide.body.error.code).toBe('end_to_end_required');
+    const r = await reconstructEndToEnd(stack, 'signer');
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe('key_not_exportable');
   });

@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../tools/local-stack';
+import { randomUUID } from 'node:crypto';
 import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
+import { signClientRequest, type ClientEnvelope } from '../../lib/crypto/client-auth';
 import { FedkmsClient } from '../../lib/client/api';
 import { reconstructEndToEnd as e2e } from '../../lib/client/reconstruct';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
@@ -78,4 +80,14 @@ export async function reconstructEndToEnd(stack: LocalStack, keyId: string, as: 
   if (!r.ok) return { status: r.answer.status, body: r.answer.body, text: JSON.stringify(r.answer.body), rejected: r.rejected };
   const body = { ...r.answer.body, secret: { hex: Buffer.from(r.secret).toString('hex'), base64: Buffer.from(r.secret).toString('base64') }, usedNodes: r.usedNodes };
   return { status: 200, body, text: JSON.stringify(body), rejected: r.rejected };
+}
+
+/**
+ * A client's signed request as the coordinator relays it to nodes (lib/coordinator/client-context.ts):
+ * what a test needs to act as a (possibly rogue) coordinator on a client's behalf.
+ */
+export function clientEnvelope(who: ClientIdentity, method: string, path: string, body: unknown = undefined, at = Date.now()): ClientEnvelope {
+  const text = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
+  const r = { client: who.name, method, path, query: {}, body: text, timestamp: String(at), requestId: randomUUID() };
+  return { ...r, signature: signClientRequest(who.privateKey, r) };
 }
