@@ -98,11 +98,67 @@ describe.each([
     }
   });
 
+  it('has no wildcard action or resource in any role, and no key administration beyond named actions', () => {
+    const roles = Object.entries(t.Resources).filter(([, r]) => r.Type === 'AWS::IAM::Role');
+    // One per function, plus the framework's default role (no function uses it; it holds only log permissions).
+    expect(roles.length).toBe(nodeIds.length + 3);
+    for (const [name] of roles) {
+      for (const s of statementsOf(t, name)) {
+        expect(actions(s).filter((a) => a === '*' || a.endsWith(':*'))).toEqual([]);
+        const res = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+        expect(res.filter((r) => r === '*')).toEqual([]);
+      }
+    }
+    // In a KMS key policy, Resource "*" means "this key"; the actions are still named one by one.
+    for (const id of nodeIds) {
+      for (const s of t.Resources[`FragmentKey${logical(id)}`]!.Properties.KeyPolicy.Statement as Statement[]) {
+        expect(actions(s).filter((a) => a === '*' || a.endsWith(':*'))).toEqual([]);
+      }
+    }
+  });
+
+  it("keeps the coordinator to its own replay rows and the approvals table, and gives nodes the first administrator's public key only", () => {
+    const st = statementsOf(t, 'ReconstructIamRoleLambdaExecution');
+    const replay = st.filter((s) => JSON.stringify(s.Resource).includes('-replay'));
+    expect(replay).toHaveLength(1);
+    expect(actions(replay[0]!)).toEqual(['dynamodb:PutItem']);
+    expect(Object.values(replay[0]!.Condition ?? {}).flatMap((c) => c['dynamodb:LeadingKeys'] ?? [])).toEqual(['coordinator#*']);
+    expect(JSON.stringify(st)).toContain('-approvals');
+    const vars = t.Resources['ReconstructLambdaFunction']!.Properties.Environment.Variables;
+    expect(vars.API_TOKEN).toBeUndefined();
+    for (const id of nodeIds) {
+      const nv = t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables;
+      expect(nv.FEDKMS_ADMIN_PUBLIC_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/admin:SecretString:publicKey\}\}$/);
+      expect(JSON.stringify(nv)).not.toMatch(/admin:SecretString:privateKey/);
+    }
+  });
+
   it('keeps secrets out of the template: only Secrets Manager references', () => {
     for (const id of nodeIds) {
       const vars = t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables;
       expect(vars.NODE_WRAP_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/.+\}\}$/);
       expect(vars.NODE_X25519_PRIVATE).toMatch(/^\{\{resolve:secretsmanager:/);
     }
+  });
+});
+
+describe('API Gateway authorizer option (defence in depth)', () => {
+  // The renderer alone, without packaging: the option only changes route declarations.
+  const { render } = require('../../deploy/federation.cjs') as { render: (stage: string, file: string) => { functions: Record<string, { events: { httpApi: { path: string; authorizer?: { type: string } } }[] }> } };
+  const withConfig = (extra: Record<string, unknown>) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-cfg-'));
+    const file = path.join(dir, 'fedkms.config.json');
+    writeFileSync(file, JSON.stringify({ threshold: 2, nodes: [{ id: 'node1' }, { id: 'node2' }, { id: 'node3' }], ...extra }));
+    return file;
+  };
+
+  it('puts an IAM authorizer on every coordinator route but /status when asked', () => {
+    const events = render('ci', withConfig({ apiAuthorizer: 'aws_iam' })).functions['reconstruct']!.events.map((e) => e.httpApi);
+    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' ? undefined : { type: 'aws_iam' });
+    expect(render('ci', withConfig({})).functions['reconstruct']!.events.every((e) => e.httpApi.authorizer === undefined)).toBe(true);
+  });
+
+  it('refuses an unknown authorizer kind', () => {
+    expect(() => render('ci', withConfig({ apiAuthorizer: 'jwt' }))).toThrow(/apiAuthorizer/);
   });
 });
