@@ -6,13 +6,16 @@
  * Env: BENCH_ITERATIONS (measured requests per row, default 30).
  * Writes the table to stdout and, as JSON, to artifacts/bench-reconstruct.json.
  */
+import { randomUUID } from 'node:crypto';
 import { signedHeaders } from '../lib/client/signer.js';
-import { z } from 'zod';
+import { checkFragment } from '../lib/reconstruction.js';
+import { signClientRequest, type ClientEnvelope } from '../lib/crypto/client-auth.js';
+import { withClientRequest } from '../lib/coordinator/client-context.js';
 import { NodeClient } from '../lib/coordinator/node-client.js';
-import { generateX25519, open } from '../lib/crypto/seal.js';
-import { combineShares, identifierFor, isValidShare, unwrapSecret, type Share } from '../lib/crypto/shares.js';
+import { generateX25519 } from '../lib/crypto/seal.js';
+import { combineShares, identifierFor, unwrapSecret, type Share } from '../lib/crypto/shares.js';
 import { fromB64, toB64, toHex, wipe } from '../lib/encoding.js';
-import { deliveryAad, descriptorSchema, type KeyDescriptor } from '../lib/node/fragment.js';
+import type { KeyDescriptor } from '../lib/node/fragment.js';
 import type { NodeEndpoint } from '../lib/runtime-config.js';
 import type { LocalStack } from '../tools/local-stack.js';
 import { CLIENT_TIMEOUT_MS, commandLine, describeFailures, elapsed, fmt, gitRevision, HEALTHY, inTempDir, interrupted, iterationsFromEnv, latencyStats, loadAverage1m, machine, markdownTable, measure, reportHeader, round2, runBench, withFederationStack, writeJsonArtifact, type LatencyStats, type Outcome, type Scenario } from './common.js';
@@ -104,39 +107,28 @@ function baselineFor(stack: LocalStack): Baseline {
   return { client: new NodeClient(fromB64(coordinatorKey, 'coordinator privateKey')), nodes };
 }
 
-const fragmentAnswerSchema = z.object({
-  nodeId: z.string(),
-  descriptor: descriptorSchema,
-  sealedShare: z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }),
-});
-
 /** Open and Feldman-check one node's answer, as the coordinator does; undefined if it fails. */
 function openFragment(node: NodeEndpoint, answer: unknown, ephPrivate: Uint8Array): { d: KeyDescriptor; share: Share } | undefined {
-  const p = fragmentAnswerSchema.safeParse(answer);
-  if (!p.success || p.data.nodeId !== node.id) return undefined;
-  const d = p.data.descriptor;
-  const identifier = identifierFor(node.index);
-  let signingShare: Uint8Array;
-  try {
-    signingShare = open(ephPrivate, p.data.sealedShare, deliveryAad(KEY_ID, d.version, node.id, identifier));
-  } catch {
-    return undefined;
-  }
-  const share = { identifier, signingShare };
-  if (isValidShare(d.publicPackage, share)) return { d, share };
-  wipe(signingShare);
-  return undefined;
+  const c = checkFragment(answer, node.id, identifierFor(node.index), KEY_ID, ephPrivate);
+  return c.ok ? { d: c.descriptor, share: c.share } : undefined;
+}
+
+/** The administrator's own signed request for a server-side reconstruction: each node checks it. */
+function clientRequest(stack: LocalStack): ClientEnvelope {
+  const r = { client: stack.admin.name, method: 'POST', path: `/keys/${KEY_ID}/reconstruct`, query: {}, body: '', timestamp: String(Date.now()), requestId: randomUUID() };
+  return { ...r, signature: signClientRequest(stack.admin.privateKey, r) };
 }
 
 /** The naive flow: every node, one after another, no early stop; then combine and unwrap. */
-async function sequentialBaseline(b: Baseline): Promise<Outcome> {
+async function sequentialBaseline(b: Baseline, stack: LocalStack): Promise<Outcome> {
   const started = performance.now();
   const eph = generateX25519();
   const recipient = toB64(eph.publicKey);
   const got: { d: KeyDescriptor; share: Share }[] = [];
+  const env = clientRequest(stack);
   for (const node of b.nodes) {
     try {
-      const answer = await b.client.call(node, { method: 'GET', path: '/fragment', query: { keyId: KEY_ID, recipient } }, AbortSignal.timeout(BASELINE_CALL_TIMEOUT_MS));
+      const answer = await withClientRequest(env, () => b.client.call(node, { method: 'GET', path: '/fragment', query: { keyId: KEY_ID, recipient } }, AbortSignal.timeout(BASELINE_CALL_TIMEOUT_MS)));
       const v = openFragment(node, answer, eph.privateKey);
       if (v) got.push(v);
     } catch {
@@ -188,7 +180,7 @@ async function benchFederation(tmp: string, fed: { n: number; t: number }, itera
     const rows: Row[] = [];
     for (const scenario of SCENARIOS) {
       await scenario.apply(stack, ids);
-      const methods: Record<MethodKey, () => Promise<Outcome>> = { concurrent: () => viaCoordinator(stack), sequential: () => sequentialBaseline(baseline) };
+      const methods: Record<MethodKey, () => Promise<Outcome>> = { concurrent: () => viaCoordinator(stack), sequential: () => sequentialBaseline(baseline, stack) };
       for (const m of Object.keys(methods) as MethodKey[]) {
         if (interrupted()) return rows;
         const outcomes = await measure(`n=${fed.n} ${scenario.key} ${m}`, WARMUP[m], iterations, methods[m]);

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { identifierFor, groupPublicKey, type PublicPackage } from '../crypto/shares.js';
-import { AuditUnavailableError, BadRequestError, ConflictError, ProtocolAbortedError, QuorumError, type Culprit } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, ProtocolAbortedError, type Culprit } from '../errors.js';
 import type { KeyDescriptor } from '../node/fragment.js';
 import { publicPackageSchema } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { evaluateCommitment } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor, type PublicPackage } from '../crypto/shares.js';
-import { AuditUnavailableError, BadRequestError, ProtocolAbortedError, QuorumError } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ProtocolAbortedError } from '../errors.js';
 import type { KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';

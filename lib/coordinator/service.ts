@@ -7,15 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { verifyAll } from '../audit/chain.js';
-import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { generateX25519, parseX25519Public, seal } from '../crypto/seal.js';
 import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
 import { checkFragment, descriptorDigest, fragmentAnswerSchema, recoverSecret, type FragmentAnswer } from '../reconstruction.js';
 import { policyInputSchema } from '../access/policy.js';
-import { fromB64, fromHex, toB64, toHex, utf8, wipe } from '../encoding.js';
+import { fromB64, fromHex, toB64, toHex, wipe } from '../encoding.js';
 import { publicKeyFormats } from '../crypto/key-formats.js';
 import { MAX_MESSAGE_BYTES } from '../node/signing.js';
-import { AuditUnavailableError, BadRequestError, ConflictError, FedkmsError, NotFoundError, QuorumError } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, FedkmsError, NotFoundError } from '../errors.js';
 import { descriptorSchema, importAad, type KeyDescriptor } from '../node/fragment.js';
 import type { AuditEntry } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
