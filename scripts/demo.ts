@@ -4,7 +4,9 @@
  * real per-node latencies. Runs once with every node healthy and once with one node
  * stopped (through the local stack's fault-injection control port), then restarts it.
  */
-import { api, loadFederation, type Federation } from './federation.js';
+import { clientOf, loadFederation, type Federation } from './federation.js';
+import { reconstructEndToEnd } from '../lib/client/reconstruct.js';
+import { wipe } from '../lib/encoding.js';
 
 const KEY_ID = process.env['FEDKMS_DEMO_KEY'] ?? 'example';
 const ms = (x: number | undefined) => (x === undefined ? '' : `${x.toFixed(1)} ms`);
@@ -24,22 +26,29 @@ async function probeNodes(f: Federation) {
   }
 }
 
+/** End to end: the nodes seal their shares to a one-time key of this process, which checks and combines them. */
 async function reconstructOnce(f: Federation): Promise<boolean> {
-  console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks every node at once)...`);
-  const r = await api(f, 'POST', `/keys/${KEY_ID}/reconstruct`);
-  const nodes: { nodeId: string; status: string; latencyMs?: number; error?: string }[] = r.body?.nodes ?? r.body?.error?.details?.nodes ?? [];
+  console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks every node at once and relays sealed fragments)...`);
+  const t0 = performance.now();
+  const r = await reconstructEndToEnd(clientOf(f), KEY_ID);
+  const body = r.answer.body;
+  const rejected = new Map(r.rejected.map((x) => [x.nodeId, x.reason]));
+  const nodes: { nodeId: string; status: string; latencyMs?: number; error?: string }[] = body?.nodes ?? body?.error?.details?.nodes ?? [];
   for (const n of nodes) {
     const line =
-      n.status === 'valid' ? `Fragment received from ${nodeLabel(n.nodeId)}: sealed to us, verified against the public commitments (${ms(n.latencyMs)})` :
-      n.status === 'cancelled' ? `${nodeLabel(n.nodeId)}: not needed, ${r.body?.threshold ?? 't'} verified fragments were already in` :
+      rejected.has(n.nodeId) ? `${nodeLabel(n.nodeId)}: fragment REJECTED here (${rejected.get(n.nodeId)})` :
+      n.status === 'valid' ? `Fragment received from ${nodeLabel(n.nodeId)}: sealed to us, verified here against the public commitments (${ms(n.latencyMs)})` :
+      n.status === 'cancelled' ? `${nodeLabel(n.nodeId)}: not needed, ${body?.threshold ?? 't'} fragments were already in` :
       `${nodeLabel(n.nodeId)}: ${n.status.replace('_', ' ')}${n.error ? ` (${n.error})` : ''} ${ms(n.latencyMs)}`;
     console.log(`  ${line}`);
   }
-  if (r.status !== 200) {
-    console.log(`Reconstruction refused: ${r.status} ${r.body?.error?.code}: ${r.body?.error?.message}`);
+  if (!r.ok) {
+    console.log(`Reconstruction refused: ${r.answer.status} ${body?.error?.code}: ${body?.error?.message}`);
     return false;
   }
-  console.log(`Key reconstructed successfully: ${r.body.secret.hex.toUpperCase()}  (${r.body.threshold}-of-${Object.keys(f.nodes).length}, total ${ms(r.ms)}, group key ${r.body.groupPublicKey.slice(0, 16)}...)`);
+  const hex = Buffer.from(r.secret).toString('hex').toUpperCase();
+  wipe(r.secret);
+  console.log(`Key reconstructed successfully: ${hex}  (${body.threshold}-of-${Object.keys(f.nodes).length}, combined here, total ${ms(performance.now() - t0)}, group key ${String(body.groupPublicKey).slice(0, 16)}...)`);
   return true;
 }
 

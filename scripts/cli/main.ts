@@ -202,10 +202,11 @@ interface Report {
 }
 const reportsOf = (body: any): Report[] => body?.nodes ?? body?.error?.details?.nodes ?? [];
 
-function printReconstructReport(nodes: Report[], threshold: number | string) {
+function printReconstructReport(nodes: Report[], threshold: number | string, endToEnd: boolean) {
   for (const n of nodes) {
     const line =
-      n.status === 'valid' ? `Fragment received from ${nodeLabel(n.nodeId)}: sealed to the coordinator, verified against the public commitments (${ms(n.latencyMs)})` :
+      n.status === 'valid'
+        ? `Fragment received from ${nodeLabel(n.nodeId)}: ${endToEnd ? 'sealed to this process, verified here' : 'sealed to the coordinator, verified there'} against the public commitments (${ms(n.latencyMs)})` :
       n.status === 'cancelled' ? `${nodeLabel(n.nodeId)}: not needed, ${threshold} verified fragments were already in` :
       `${nodeLabel(n.nodeId)}: ${n.status.replace(/_/g, ' ')}${n.error ? ` (${n.error})` : ''}${n.latencyMs !== undefined ? ` ${ms(n.latencyMs)}` : ''}`;
     out(`  ${line}`);
@@ -357,7 +358,7 @@ async function cmdReconstruct(t: Target, o: Options, keyId: string): Promise<num
     secretHex = r.ok ? Buffer.from(r.secret).toString('hex') : '';
     if (r.ok) wipe(r.secret);
   }
-  if (!o.json) printReconstructReport(reportsOf(a.body), a.body?.threshold ?? 't');
+  if (!o.json) printReconstructReport(reportsOf(a.body), a.body?.threshold ?? 't', !o.serverSide);
   if (a.status !== 200 || !secretHex) {
     if (!o.json && a.body?.error?.code === 'quorum_not_reached') out('Not enough nodes returned a valid fragment: nothing was released.');
     return failure(a, o, `reconstruct ${keyId}`);

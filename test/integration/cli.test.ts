@@ -117,7 +117,7 @@ describe('fedkms CLI', () => {
     const r = await fedkms(['reconstruct', 'example']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Requesting reconstruction of key "example"/);
-    expect(r.stdout).toMatch(/Fragment received from Node \d: sealed to the coordinator, verified against the public commitments \([\d.]+ ms\)/);
+    expect(r.stdout).toMatch(/Fragment received from Node \d: sealed to this process, verified here against the public commitments \([\d.]+ ms\)/);
     expect(r.stdout).toMatch(new RegExp(`Key reconstructed successfully: ${EXAMPLE}  \\(2-of-3`));
     const j = JSON.parse((await fedkms(['reconstruct', 'example', '--json'])).stdout);
     expect(j.secret.hex.toUpperCase()).toBe(EXAMPLE);
