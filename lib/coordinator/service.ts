@@ -80,7 +80,12 @@ export type ReconstructInput = z.infer<typeof reconstructSchema>;
 
 export const preprocessSchema = z.object({ count: z.number().int().min(1).max(50).optional() }).strict();
 
-const describeAnswerSchema = z.object({ nodeId: z.string(), identifier: z.string(), descriptor: descriptorSchema });
+const describeAnswerSchema = z.object({
+  nodeId: z.string(),
+  identifier: z.string(),
+  descriptor: descriptorSchema,
+  control: z.object({ state: z.string(), policyVersion: z.number().int() }).passthrough().optional(),
+});
 const listAnswerSchema = z.object({ nodeId: z.string(), keys: z.array(z.object({ keyId: z.string(), versions: z.array(z.number().int()) })) });
 
 const nodeStatusSchema = z.object({ nodeId: z.string(), healthy: z.boolean(), storage: z.string(), keyCount: z.number().nullable(), version: z.string() });
@@ -215,9 +220,10 @@ export class Coordinator {
 
   /** One key's public description, as agreed by a quorum of nodes, with per-node availability. */
   async describeKey(keyId: string) {
-    const { descriptor: d, reports } = await this.quorumView(keyId);
+    const { descriptor: d, lifecycle, reports } = await this.quorumView(keyId);
     const available = reports.filter((r) => r.status === 'valid').length;
-    return { key: summarize(d), availability: { available, quorumMargin: available - d.publicPackage.threshold }, nodes: reports };
+    // The lifecycle state and policy version most of the agreeing nodes hold (each node enforces its own).
+    return { key: { ...summarize(d), ...lifecycle }, availability: { available, quorumMargin: available - d.publicPackage.threshold }, nodes: reports };
   }
 
   /** The descriptor of the latest version that a quorum of nodes agrees on, and each node's word. */
@@ -227,11 +233,11 @@ export class Coordinator {
       timeoutMs: this.deps.timeoutMs,
       stopEarly: false,
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/key', query: { keyId } }, signal),
-      judge: (n, a): Verdict<KeyDescriptor> => {
+      judge: (n, a): Verdict<{ d: KeyDescriptor; control?: { state: string; policyVersion: number } | undefined }> => {
         const p = describeAnswerSchema.safeParse(a);
         if (!p.success || p.data.nodeId !== n.id || p.data.descriptor.keyId !== keyId) return { ok: false, status: 'error', error: 'malformed answer' };
         const d = p.data.descriptor as KeyDescriptor;
-        return { ok: true, group: descriptorDigest(d), need: d.publicPackage.threshold, value: d };
+        return { ok: true, group: descriptorDigest(d), need: d.publicPackage.threshold, value: { d, control: p.data.control } };
       },
     });
     const reports = markDissenters(result);
@@ -242,7 +248,12 @@ export class Coordinator {
       }
       throw quorumFailure(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
     }
-    return { descriptor: w.members[0]!.value, reports };
+    const states = w.members.map((m) => m.value.control).filter((c): c is { state: string; policyVersion: number } => c !== undefined);
+    const count = new Map<string, number>();
+    for (const c of states) count.set(`${c.state}|${c.policyVersion}`, (count.get(`${c.state}|${c.policyVersion}`) ?? 0) + 1);
+    const top = [...count.entries()].sort((a, b) => b[1] - a[1])[0]?.[0]?.split('|');
+    const lifecycle = top ? { state: top[0]!, policyVersion: Number(top[1]) } : {};
+    return { descriptor: w.members[0]!.value.d, lifecycle, reports };
   }
 
   /** New shares of the same key for the same nodes and threshold; the old version is retired. */

@@ -255,6 +255,7 @@ describe('key lifecycle (NIST SP 800-57)', () => {
     expect((await reconstructEndToEnd(stack, 'life')).status).toBe(200);
     expect((await call(stack, 'POST', '/keys/life/state', { body: { state: 'disabled' } })).status).toBe(200);
     expect((await reconstructEndToEnd(stack, 'life')).body.error.code).toBe('key_disabled');
+    expect((await call(stack, 'GET', '/keys/life')).body.key).toMatchObject({ state: 'disabled', policyVersion: 1 });
     const illegal = await call(stack, 'POST', '/keys/life/state', { body: { state: 'pre-active' } });
     expect(illegal.status).toBe(409);
     expect(illegal.body.error.code).toBe('illegal_transition');
