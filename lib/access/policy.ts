@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { CLIENT_NAME } from '../crypto/client-auth.js';
-import { BadRequestError, ConflictError, FedkmsError, ForbiddenError } from '../errors.js';
+import { ConflictError, FedkmsError, ForbiddenError } from '../errors.js';
 
 export const OPERATIONS = ['sign', 'reconstruct', 'describe', 'admin'] as const;
 export type Operation = (typeof OPERATIONS)[number];
@@ -108,8 +108,3 @@ export class KeyGoneError extends FedkmsError {
 }
 
 export const transitionSchema = z.object({ state: z.enum(KEY_STATES), reason: z.string().max(200).optional() }).strict();
-
-export function parseRecipientExpiry(expiresAt: number, now = Date.now()): void {
-  if (expiresAt <= now) throw new BadRequestError('approval_expired', 'the approval request has expired');
-  if (expiresAt > now + 24 * 3600_000) throw new BadRequestError('invalid_expiry', 'an approval request may last at most 24 hours');
-}

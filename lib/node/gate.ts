@@ -94,7 +94,9 @@ export class ClientGate {
     requireRole(a.who, CREATORS, 'create keys');
     const existing = await this.access.control(keyId);
     if (existing?.state === 'destroyed') throw new KeyGoneError(keyId);
-    if (existing && (await this.latestVersion(keyId)) !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
+    // Stored fragments mean the key exists, with or without a control document: a missing
+    // document must never let a creator take over someone else's key.
+    if ((await this.latestVersion(keyId)) !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
     const control = this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']);
     await this.access.putControl(control);
     return { actor: actorOf(a), control };
