@@ -112,7 +112,10 @@ export class Coordinator {
 
   /** Import (dealer mode) or generate a key; every node must store its share, or none keeps it. */
   async createKey(input: CreateKeyInput, actor: string) {
-    if (input.type === 'ed25519') return new Dkg(this.deps).create({ keyId: input.keyId, threshold: input.threshold ?? this.deps.threshold }, actor);
+    if (input.type === 'ed25519') {
+      const r = await new Dkg(this.deps).create({ keyId: input.keyId, threshold: input.threshold ?? this.deps.threshold }, actor);
+      return { ...r, key: { ...r.key, state: input.state ?? 'active' } };
+    }
     const keyId = input.keyId;
     const threshold = input.threshold ?? this.deps.threshold;
     const nodes = this.deps.nodes;
@@ -173,7 +176,7 @@ export class Coordinator {
     } catch {
       await fail('audit unavailable', new AuditUnavailableError());
     }
-    return { key: summarize(descriptor), nodes: report };
+    return { key: { ...summarize(descriptor), state: input.state ?? 'active' }, nodes: report };
   }
 
   private async deleteQuietly(node: NodeEndpoint, keyId: string, version: number) {

@@ -17,7 +17,8 @@ import { generateX25519 } from '../../lib/crypto/seal';
 import { generateSigningKey, signRequest, HEADERS } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
 import type { NodeEndpoint } from '../../lib/runtime-config';
-import { scanLogForSecrets } from '../support/log-scan';
+import { scanLogForSecrets, scanTablesForSecrets } from '../support/log-scan';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { call, clientEnvelope, newClient, reconstructEndToEnd, testStack, type Api } from '../support/stack';
 
 let stack: LocalStack;
@@ -93,6 +94,12 @@ async function signingSession() {
   expect([a!.status, b!.status]).toEqual([200, 200]);
   const commitments = [a!.body.commitment, b!.body.commitment].sort((x: { identifier: string }, y: { identifier: string }) => x.identifier.localeCompare(y.identifier));
   return { sessionId, keyId: 'signer', commitments };
+}
+
+/** Audit records about one key (raw DynamoDB items). */
+async function auditOf(keyId: string) {
+  const r = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable }));
+  return (r.Items ?? []).filter((i) => i['keyId']?.S === keyId && ['key.destroy', 'fragment.delete'].includes(i['action']?.S ?? ''));
 }
 
 // ------------------------------------------------------------------ request helpers
@@ -397,5 +404,16 @@ describe(`${cases.length} hostile requests each get a clear 4xx with a stable co
     expect(seen.filter((s) => s.status >= 500)).toEqual([]);
     const scan = await scanLogForSecrets(stack, released);
     expect(scan.leaks).toEqual([]);
+  });
+
+  it('nothing the coordinator stores (audit, replay, commitments, approvals) holds a key or a share', async () => {
+    const scan = await scanTablesForSecrets(stack, released);
+    expect(scan.tables.length).toBeGreaterThanOrEqual(4);
+    expect(scan.lines).toBeGreaterThan(100);
+    expect(scan.shares).toBeGreaterThan(0);
+    expect(scan.leaks).toEqual([]);
+    // Destruction is audited by every node.
+    const text = JSON.stringify(await auditOf('gone'));
+    for (const n of stack.proxies.keys()) expect(text).toContain(`node#${n}#`);
   });
 });

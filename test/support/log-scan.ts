@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListTablesCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { LocalStack } from '../../tools/local-stack';
 import { aesGcmOpen } from '../../lib/crypto/aead';
 import { fromB64 } from '../../lib/encoding';
@@ -38,6 +39,26 @@ export interface Leak {
 
 /** Every place the log holds one of `secrets` (bytes), a private stack secret, or a plaintext share. */
 export async function scanLogForSecrets(stack: LocalStack, secrets: { name: string; bytes: Uint8Array }[]): Promise<{ leaks: Leak[]; needles: number; lines: number; shares: number }> {
+  return scanLinesForSecrets(stack, secrets, readFileSync(stack.logFile, 'utf8').split('\n'));
+}
+
+/** Every item of every DynamoDB table (audit, replay, commitments, approvals), one line each, scanned the same way. */
+export async function scanTablesForSecrets(stack: LocalStack, secrets: { name: string; bytes: Uint8Array }[]) {
+  const ddb = stack.dynamo();
+  const lines: string[] = [];
+  const tables = (await ddb.send(new ListTablesCommand({}))).TableNames ?? [];
+  for (const TableName of tables) {
+    let start: Record<string, any> | undefined;
+    do {
+      const page = await ddb.send(new ScanCommand({ TableName, ExclusiveStartKey: start }));
+      for (const item of page.Items ?? []) lines.push(`${TableName} ${JSON.stringify(item)}`);
+      start = page.LastEvaluatedKey;
+    } while (start);
+  }
+  return { tables, ...(await scanLinesForSecrets(stack, secrets, lines)) };
+}
+
+async function scanLinesForSecrets(stack: LocalStack, secrets: { name: string; bytes: Uint8Array }[], lines: string[]): Promise<{ leaks: Leak[]; needles: number; lines: number; shares: number }> {
   const needles: { what: string; re: RegExp }[] = [];
   const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   const addBytes = (what: string, b: Uint8Array) => {
@@ -55,7 +76,6 @@ export async function scanLogForSecrets(stack: LocalStack, secrets: { name: stri
   }
   const shares = await plaintextShares(stack);
   shares.forEach((share, i) => addBytes(`plaintext share #${i + 1}`, share));
-  const lines = readFileSync(stack.logFile, 'utf8').split('\n');
   const leaks: Leak[] = [];
   lines.forEach((l, i) => {
     for (const n of needles) if (n.re.test(l)) leaks.push({ what: n.what, line: i + 1 });
