@@ -33,13 +33,18 @@ async function storage<T>(what: string, op: () => Promise<T>): Promise<T> {
 export class S3FragmentStore implements FragmentStore {
   constructor(private readonly s3: S3Client, private readonly bucket: string) {}
 
-  async get(keyId: string, version: number): Promise<string | null> {
+  get(keyId: string, version: number): Promise<string | null> {
+    return this.read(objectKey(keyId, version), 'get');
+  }
+
+  /** An object's text, or null when it does not exist. */
+  private async read(Key: string, what: string): Promise<string | null> {
     try {
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey(keyId, version) }));
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
       return (await r.Body?.transformToString('utf8')) ?? null;
     } catch (e) {
       if (isNotFound(e)) return null;
-      throw new StorageError('fragment storage unavailable (get)');
+      throw new StorageError(`fragment storage unavailable (${what})`);
     }
   }
 
@@ -81,28 +86,16 @@ export class S3FragmentStore implements FragmentStore {
     );
   }
 
-  async getSession(kind: string, id: string): Promise<string | null> {
-    try {
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) }));
-      return (await r.Body?.transformToString('utf8')) ?? null;
-    } catch (e) {
-      if (isNotFound(e)) return null;
-      throw new StorageError('fragment storage unavailable (get session)');
-    }
+  getSession(kind: string, id: string): Promise<string | null> {
+    return this.read(sessionKey(kind, id), 'get session');
   }
 
   async deleteSession(kind: string, id: string): Promise<void> {
     await storage('delete session', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) })));
   }
 
-  async getDoc(kind: 'client' | 'control', name: string): Promise<string | null> {
-    try {
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: docKey(kind, name) }));
-      return (await r.Body?.transformToString('utf8')) ?? null;
-    } catch (e) {
-      if (isNotFound(e)) return null;
-      throw new StorageError('fragment storage unavailable (get doc)');
-    }
+  getDoc(kind: 'client' | 'control', name: string): Promise<string | null> {
+    return this.read(docKey(kind, name), 'get doc');
   }
 
   async putDoc(kind: 'client' | 'control', name: string, body: string): Promise<void> {

@@ -16,10 +16,9 @@ import { signApproval, type ApprovalRequest, type ClientEnvelope } from '../../l
 import { generateX25519 } from '../../lib/crypto/seal';
 import { generateSigningKey, signRequest, HEADERS } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
-import type { NodeEndpoint } from '../../lib/runtime-config';
 import { scanLogForSecrets, scanTablesForSecrets } from '../support/log-scan';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { call, clientEnvelope, newClient, reconstructEndToEnd, testStack, type Api } from '../support/stack';
+import { call, clientEnvelope, newClient, reconstructEndToEnd, testStack, type Api, nodeEndpoint } from '../support/stack';
 
 let stack: LocalStack;
 let alice: ClientIdentity, bob: ClientIdentity, carol: ClientIdentity, dave: ClientIdentity, frank: ClientIdentity;
@@ -54,13 +53,7 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ a rogue coordinator
 
-const endpoint = (id: string): NodeEndpoint => ({
-  id,
-  index: Number(id.replace('node', '')),
-  url: stack.proxies.get(id)!.url,
-  x25519Public: stack.secrets[id]!['x25519Public']!,
-  signingPublic: stack.secrets[id]!['signingPublic']!,
-});
+const endpoint = (id: string) => nodeEndpoint(stack, id);
 
 /** Call a node directly with the coordinator's own key, relaying `env` (or nothing) as the client request. */
 async function asCoordinator(nodeId: string, method: 'GET' | 'PUT' | 'POST', path: string, opts: { query?: Record<string, string>; body?: unknown; env?: ClientEnvelope; key?: Uint8Array } = {}): Promise<Api> {

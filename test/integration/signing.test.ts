@@ -16,8 +16,7 @@ import { signStatement } from '../../lib/crypto/identity';
 import { allowedSignersLine, armorSshSignature, sshsigSignedData } from '../../lib/crypto/key-formats';
 import { identifierFor } from '../../lib/crypto/shares';
 import { fromB64, fromHex, toB64, toHex } from '../../lib/encoding';
-import type { NodeEndpoint } from '../../lib/runtime-config';
-import { call, clientEnvelope, reconstructEndToEnd, statusOf, testStack } from '../support/stack';
+import { call, clientEnvelope, reconstructEndToEnd, statusOf, testStack, nodeEndpoint } from '../support/stack';
 import { withClientRequest } from '../../lib/coordinator/client-context';
 
 let stack: LocalStack;
@@ -39,13 +38,7 @@ const sign = (keyId: string, message: Uint8Array) => call(stack, 'POST', `/keys/
 /** Signed direct access to one node, as a (rogue or test) coordinator would have. */
 function nodeClient() {
   const client = new NodeClient(fromB64(stack.secrets['coordinator']!['privateKey']!));
-  const endpoint = (id: string): NodeEndpoint => ({
-    id,
-    index: Number(id.replace('node', '')),
-    url: stack.proxies.get(id)!.url,
-    x25519Public: stack.secrets[id]!['x25519Public']!,
-    signingPublic: stack.secrets[id]!['signingPublic']!,
-  });
+  const endpoint = (id: string) => nodeEndpoint(stack, id);
   // Acting as the coordinator: relay a fresh request of the administrator that matches the step.
   const envelopeFor = (p: string, body: any) =>
     p === '/sign/share' ? clientEnvelope(stack.admin, 'POST', `/keys/${body.keyId}/sign`, { message: body.message })

@@ -10,6 +10,7 @@ import { signClientRequest, type ClientEnvelope } from '../../lib/crypto/client-
 import { FedkmsClient } from '../../lib/client/api';
 import { reconstructEndToEnd as e2e } from '../../lib/client/reconstruct';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
+import type { NodeEndpoint } from '../../lib/runtime-config';
 import { toB64 } from '../../lib/encoding';
 
 export async function testStack(opts: Partial<LocalStackOptions> = {}): Promise<LocalStack> {
@@ -91,3 +92,12 @@ export function clientEnvelope(who: ClientIdentity, method: string, path: string
   const r = { client: who.name, method, path, query: {}, body: text, timestamp: String(at), requestId: randomUUID() };
   return { ...r, signature: signClientRequest(who.privateKey, r) };
 }
+
+/** A node as the coordinator sees it, reached through the stack's proxy (for tests acting as the coordinator). */
+export const nodeEndpoint = (stack: LocalStack, id: string): NodeEndpoint => ({
+  id,
+  index: Number(id.replace('node', '')),
+  url: stack.proxies.get(id)!.url,
+  x25519Public: stack.secrets[id]!['x25519Public']!,
+  signingPublic: stack.secrets[id]!['signingPublic']!,
+});
