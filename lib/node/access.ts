@@ -147,18 +147,30 @@ export class NodeAccess {
   }
 
   /** The key's control document; a key without one is not served. */
-  async requireControl(keyId: string): Promise<KeyControl> {
-    const c = await this.control(keyId);
+  async requireControl(keyId: string, loaded?: KeyControl | null): Promise<KeyControl> {
+    const c = loaded === undefined ? await this.control(keyId) : loaded;
     if (!c) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.deps.nodeId}`);
     return c;
   }
 
   /** Permission and lifecycle for `op` on `keyId`, from this node's own control document. */
-  async authorize(keyId: string, who: Principal, op: Operation): Promise<KeyControl> {
-    const c = await this.requireControl(keyId);
+  async authorize(keyId: string, who: Principal, op: Operation, loaded?: KeyControl | null): Promise<KeyControl> {
+    const c = await this.requireControl(keyId, loaded);
     assertUsable(keyId, c.state, op);
     requirePermission(c.policy, who, op, keyId);
     return c;
+  }
+
+  /**
+   * `authenticate` and the key's control document read side by side (two storage reads
+   * overlap instead of queueing); an authentication failure always wins over anything
+   * the control document would have said.
+   */
+  async authenticateFor(envelope: ClientEnvelope | undefined, scope: string, keyId: string): Promise<[Authenticated, KeyControl | null]> {
+    const [a, c] = await Promise.allSettled([this.authenticate(envelope, scope), this.control(keyId)]);
+    if (a.status === 'rejected') throw a.reason;
+    if (c.status === 'rejected') throw c.reason;
+    return [a.value, c.value];
   }
 
   /** The control document for a key being created now; a leftover from a failed create is replaced. */

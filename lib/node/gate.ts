@@ -40,9 +40,9 @@ export class ClientGate {
 
   /** GET /fragment: a reconstruction the client asked for, sealed to the recipient the client named. */
   async fragment(env: ClientEnvelope | undefined, keyId: string, recipient: string, version?: number): Promise<GateResult & { mode: 'end-to-end' | 'server-side' }> {
-    const a = await this.access.authenticate(env, 'GET /fragment');
+    const [a, loaded] = await this.access.authenticateFor(env, 'GET /fragment', keyId);
     sameKey(requireClientRoute(a, 'POST', RECONSTRUCT, 'a reconstruction'), keyId, 'fragment');
-    const control = await this.access.authorize(keyId, a.who, 'reconstruct');
+    const control = await this.access.authorize(keyId, a.who, 'reconstruct', loaded);
     const p = control.policy;
     const asked = a.body['recipient'];
     let mode: 'end-to-end' | 'server-side' = 'end-to-end';
@@ -63,15 +63,15 @@ export class ClientGate {
 
   /** POST /sign/share: the exact message the client asked to sign, or a reshare's canary. */
   async signShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string, message: Uint8Array, version: number): Promise<GateResult> {
-    const a = await this.access.authenticate(env, `POST /sign/share#${sessionId}`);
+    const [a, loaded] = await this.access.authenticateFor(env, `POST /sign/share#${sessionId}`, keyId);
     if (a.request.method === 'POST' && RESHARE.test(a.request.path)) {
       sameKey(RESHARE.exec(a.request.path)!, keyId, 'signature');
-      const control = await this.access.authorize(keyId, a.who, 'admin');
+      const control = await this.access.authorize(keyId, a.who, 'admin', loaded);
       if (!bytesEqual(message, canaryMessage(keyId, version))) throw new ForbiddenError('client_request_mismatch', 'a reshare authorizes only its canary signature');
       return { actor: actorOf(a), control };
     }
     sameKey(requireClientRoute(a, 'POST', SIGN, 'a signature'), keyId, 'signature');
-    const control = await this.access.authorize(keyId, a.who, 'sign');
+    const control = await this.access.authorize(keyId, a.who, 'sign', loaded);
     const m = a.body['message'];
     const d = a.body['digest'];
     let asked: Uint8Array | undefined;
