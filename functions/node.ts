@@ -58,7 +58,7 @@ export const handler = httpApi({
       const keyId = parseKeyId(q.keyId);
       const recipient = parseX25519Public(q.recipient);
       const g = await rt.gate.fragment(client, keyId, q.recipient, q.version);
-      return rt.service.fragment(keyId, recipient, g.actor, q.version, { mode: g.mode });
+      return rt.service.fragment(keyId, recipient, g.actor, q.version, { mode: g.mode, ...(g.approvers.length ? { approvers: g.approvers } : {}) });
     }),
     'PUT /fragment': authed(async (rt, req, _signer, client) => {
       const body = parseInput(importRequestSchema, req.body);

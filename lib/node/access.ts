@@ -191,8 +191,13 @@ export class NodeAccess {
    * distinct, registered, active approver who is not the requester and whom the policy allows.
    */
   async checkApprovals(policy: Policy, request: ApprovalRequest, approvals: ClientEnvelope['approvals'], now = Date.now()): Promise<number> {
+    return (await this.approvers(policy, request, approvals, now)).length;
+  }
+
+  /** The approvers `checkApprovals` counted, by name, for the audit record of the release. */
+  async approvers(policy: Policy, request: ApprovalRequest, approvals: ClientEnvelope['approvals'], now = Date.now()): Promise<string[]> {
     const need = policy.approvals.required;
-    if (need === 0) return 0;
+    if (need === 0) return [];
     if (request.expiresAt <= now) throw new ForbiddenError('approvals_expired', 'the approved request has expired');
     const counted = new Set<string>();
     for (const a of approvals ?? []) {
@@ -204,7 +209,7 @@ export class NodeAccess {
     if (counted.size < need) {
       throw new ForbiddenError('approvals_required', `reconstruction of ${request.keyId} needs ${need} approval(s) of this exact request; ${counted.size} valid`);
     }
-    return counted.size;
+    return [...counted].sort();
   }
 }
 

@@ -39,7 +39,7 @@ export class ClientGate {
   ) {}
 
   /** GET /fragment: a reconstruction the client asked for, sealed to the recipient the client named. */
-  async fragment(env: ClientEnvelope | undefined, keyId: string, recipient: string, version?: number): Promise<GateResult & { mode: 'end-to-end' | 'server-side' }> {
+  async fragment(env: ClientEnvelope | undefined, keyId: string, recipient: string, version?: number): Promise<GateResult & { mode: 'end-to-end' | 'server-side'; approvers: string[] }> {
     const [a, loaded] = await this.access.authenticateFor(env, 'GET /fragment', keyId);
     sameKey(requireClientRoute(a, 'POST', RECONSTRUCT, 'a reconstruction'), keyId, 'fragment');
     const control = await this.access.authorize(keyId, a.who, 'reconstruct', loaded);
@@ -53,12 +53,13 @@ export class ClientGate {
     } else {
       throw new ForbiddenError('end_to_end_required', `key ${keyId} is reconstructed only end to end: send your own recipient key`);
     }
+    let approvers: string[] = [];
     if (p.approvals.required > 0) {
       const v = version ?? (await this.latestVersion(keyId));
       const expiresAt = Number(a.body['expiresAt']);
-      await this.access.checkApprovals(p, { keyId, version: v ?? 0, requester: a.who.name, recipient, expiresAt: Number.isFinite(expiresAt) ? expiresAt : 0 }, env?.approvals);
+      approvers = await this.access.approvers(p, { keyId, version: v ?? 0, requester: a.who.name, recipient, expiresAt: Number.isFinite(expiresAt) ? expiresAt : 0 }, env?.approvals);
     }
-    return { actor: actorOf(a), control, mode };
+    return { actor: actorOf(a), control, mode, approvers };
   }
 
   /** POST /sign/share: the exact message the client asked to sign, or a reshare's canary. */

@@ -90,9 +90,9 @@ async function signingSession() {
 }
 
 /** Audit records about one key (raw DynamoDB items). */
-async function auditOf(keyId: string) {
+async function auditOf(keyId: string, actions = ['key.destroy', 'fragment.delete']) {
   const r = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable }));
-  return (r.Items ?? []).filter((i) => i['keyId']?.S === keyId && ['key.destroy', 'fragment.delete'].includes(i['action']?.S ?? ''));
+  return (r.Items ?? []).filter((i) => i['keyId']?.S === keyId && actions.includes(i['action']?.S ?? ''));
 }
 
 // ------------------------------------------------------------------ request helpers
@@ -243,6 +243,10 @@ describe('m-of-n approvals bound to the request', () => {
     const two = await reconstructEndToEnd(stack, 'vault', alice, { recipient, expiresAt: req.expiresAt });
     expect(two.status).toBe(200);
     expect(two.body.secret.hex).toBe(VAULT);
+    // Each node that released its share recorded who approved.
+    const releases = (await auditOf('vault', ['fragment.release'])).filter((i) => i['outcome']?.S === 'success');
+    expect(releases.length).toBeGreaterThanOrEqual(2);
+    for (const r of releases) expect(JSON.stringify(r['details'])).toMatch(/bob.*carol/);
     // Approved for alice and that recipient only: bob may not ride on them.
     expect((await reconstructEndToEnd(stack, 'vault', bob, { recipient, expiresAt: req.expiresAt })).status).toBe(403);
   });
