@@ -24,6 +24,7 @@ const stateBody = transitionSchema.extend({ keyId: z.string() }).strict();
 const policyBody = z.object({ keyId: z.string(), policy: policySchema }).strict();
 
 type Runtime = ReturnType<typeof nodeRuntime>;
+const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
 
 /** Authenticate the coordinator, read the relayed client request, then run `fn`; client refusals are audited. */
 const authed = <T>(fn: (rt: Runtime, req: HttpRequest, signer: string, client: ClientEnvelope | undefined) => Promise<T>) =>
@@ -42,6 +43,9 @@ const authed = <T>(fn: (rt: Runtime, req: HttpRequest, signer: string, client: C
 
 export const handler = httpApi({
   service: 'fedkms-node',
+  // A signing request carries the message twice (its own field and the relayed client
+  // request), so a node takes up to twice the public API's 64 KiB plus room for the rest.
+  maxBodyBytes: 160 * 1024,
   routeOf: (req) => `${req.method} ${nodeRuntime().logicalPath(req)}`,
   routes: {
     'GET /status': async () => nodeRuntime().service.status(),
@@ -69,7 +73,7 @@ export const handler = httpApi({
     'DELETE /fragment': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery.required({ version: true }), req.query);
       const keyId = parseKeyId(q.keyId);
-      const g = await rt.gate.deleteVersion(client, keyId, q.version!);
+      const g = await rt.gate.deleteVersion(client, keyId, q.version!, await rt.service.versionsOf(keyId));
       return rt.service.deleteVersion(keyId, q.version!, g.actor);
     }),
     // Client registry, key lifecycle and policy (lib/node/lifecycle.ts).
@@ -119,13 +123,15 @@ export const handler = httpApi({
     'POST /reshare/deal': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.deal, req.body);
       const keyId = parseKeyId(body.keyId);
-      const g = await rt.gate.reshare(client, keyId, `POST /reshare/deal#${body.sessionId}`);
-      return rt.reshare.deal({ ...body, keyId }, g.actor);
+      const { descriptor: d } = await rt.service.describe(keyId, body.version);
+      const g = await rt.gate.reshareDeal(client, keyId, shape(d.publicPackage.threshold, d.participants), shape(body.threshold, body.participants));
+      return rt.reshare.deal({ ...body, keyId }, g.actor, { state: g.control.state, policy: g.control.policy, policyVersion: g.control.policyVersion, owner: g.control.owner });
     }),
     'POST /reshare/receive': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.receive, req.body);
-      await rt.gate.reshare(client, parseKeyId(body.old.keyId), `POST /reshare/receive#${body.sessionId}`, true);
-      return rt.reshare.receive(body);
+      const old = body.old;
+      const g = await rt.gate.reshareReceive(client, parseKeyId(old.keyId), shape(old.publicPackage.threshold, old.participants), shape(body.threshold, body.participants));
+      return rt.reshare.receive(body, g.admit);
     }),
     'POST /reshare/commit': authed(async (rt, req, signer) => ({ status: 201, body: await rt.reshare.commit(parseInput(reshareSchemas.commit, req.body), signer) })),
   },

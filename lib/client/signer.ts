@@ -3,7 +3,7 @@
  * the CLI, the test helpers and scripts/sign-request.ts (for curl users).
  */
 import { randomUUID } from 'node:crypto';
-import { CLIENT_HEADERS, signClientRequest } from '../crypto/client-auth.js';
+import { CLIENT_HEADERS, signClientRequest, signedBody } from '../crypto/client-auth.js';
 import { fromB64 } from '../encoding.js';
 
 export interface ClientIdentity {
@@ -26,7 +26,8 @@ export function signedHeaders(id: ClientIdentity, method: string, pathAndQuery: 
   const query = Object.fromEntries(u.searchParams);
   const timestamp = String(now);
   const requestId = randomUUID();
-  const signature = signClientRequest(id.privateKey, { client: id.name, method: method.toUpperCase(), path: u.pathname, query, body, timestamp, requestId });
+  const signed = signedBody(method, u.pathname, body);
+  const signature = signClientRequest(id.privateKey, { client: id.name, method: method.toUpperCase(), path: u.pathname, query, body: signed, timestamp, requestId });
   return {
     [CLIENT_HEADERS.client]: id.name,
     [CLIENT_HEADERS.timestamp]: timestamp,

@@ -16,7 +16,7 @@ import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
-const dealAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), sealedShares: z.record(z.string(), z.unknown()) });
+const dealAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), sealedShares: z.record(z.string(), z.unknown()), control: z.unknown(), signature: z.string() });
 const receiveAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), commitmentsDigest: z.string(), verifyingShare: hex32 });
 
 export const reshareSchema = z
@@ -87,7 +87,12 @@ export class Reshare {
 
     const dealt = await this.each(dealers, 'POST', '/reshare/deal', () => ({ sessionId, keyId, version: old.version, dealers: dealerIds, threshold: newT, participants }), dealAnswer);
     if (!dealt.complete) await fail('a dealer failed', dealt.reports);
-    const deals = (to: NodeEndpoint) => dealers.map((d) => ({ nodeId: d.id, identifier: identifierFor(d.index), commitments: dealt.answers.get(d.id)!.commitments, sealedShare: dealt.answers.get(d.id)!.sealedShares[to.id] }));
+    // Relayed as the dealers signed them (commitments, key rules, signature): receivers check each.
+    const deals = (to: NodeEndpoint) =>
+      dealers.map((d) => {
+        const a = dealt.answers.get(d.id)!;
+        return { nodeId: d.id, identifier: identifierFor(d.index), commitments: a.commitments, sealedShare: a.sealedShares[to.id], control: a.control, signature: a.signature };
+      });
     const createdAt = new Date().toISOString();
     const got = await this.each(newNodes, 'POST', '/reshare/receive', (n) => ({ sessionId, old, threshold: newT, participants, createdAt, deals: deals(n) }), receiveAnswer);
     if (!got.complete) await fail('a new node refused its dealing', got.reports);

@@ -100,6 +100,30 @@ export function decodeEnvelope(raw: unknown): ClientEnvelope {
   return r.data;
 }
 
+/** Body fields a client signs as "withheld": the coordinator relays the signed body to every node. */
+const WITHHELD = ['secretHex', 'secretBase64'] as const;
+
+/**
+ * The body a client signs, and the one the coordinator relays to the nodes. For an
+ * import (`POST /keys` with a secret) the secret fields are replaced by "withheld", so
+ * no node ever receives the plaintext secret (only its own share). Every other body is
+ * signed byte for byte. Import is dealer mode: the coordinator, which sees the secret
+ * anyway, is trusted with it for that one request (README, security model).
+ */
+export function signedBody(method: string, path: string, raw: string): string {
+  if (method.toUpperCase() !== 'POST' || path !== '/keys') return raw;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return raw;
+  const o = parsed as Record<string, unknown>;
+  if (!WITHHELD.some((k) => k in o)) return raw;
+  return canonicalJson(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, (WITHHELD as readonly string[]).includes(k) ? 'withheld' : v])));
+}
+
 /** Read a client's signed request from its HTTP headers (the coordinator's first check is shape only). */
 export function clientRequestFromHttp(req: {
   method: string;
@@ -117,7 +141,7 @@ export function clientRequestFromHttp(req: {
   if (!CLIENT_NAME.test(client) || !/^\d{10,13}$/.test(timestamp) || !REQUEST_ID.test(requestId) || signature.length > 100) {
     throw new UnauthorizedError('auth_invalid', 'malformed client signature headers');
   }
-  return { client, method: req.method.toUpperCase(), path: req.path, query: req.query, body: req.body, timestamp, requestId, signature };
+  return { client, method: req.method.toUpperCase(), path: req.path, query: req.query, body: signedBody(req.method, req.path, req.body), timestamp, requestId, signature };
 }
 
 /** What `m` approvers sign for one reconstruction: that key version, for that requester, sealed to that recipient, until then. */

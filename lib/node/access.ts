@@ -37,11 +37,17 @@ export interface KeyControl {
   /** The client that created the key. */
   owner: string;
   updatedAt: string;
+  /** `<client>:<request id>` of the request that created this document (create, or joining by reshare). */
+  createRequest?: string | undefined;
 }
 
 const controlSchema = z
-  .object({ keyId: z.string(), state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().int().min(1), owner: z.string(), updatedAt: z.string() })
+  .object({ keyId: z.string(), state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().int().min(1), owner: z.string(), updatedAt: z.string(), createRequest: z.string().optional() })
   .strict();
+
+/** What dealers of a reshare vouch for about a key, so a node joining it inherits the same rules. */
+export const dealtControlSchema = z.object({ state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().int().min(1), owner: z.string() }).strict();
+export type DealtControl = z.infer<typeof dealtControlSchema>;
 
 export interface AccessDeps {
   nodeId: string;
@@ -54,6 +60,10 @@ export interface AccessDeps {
 }
 
 export const BOOTSTRAP_ADMIN = 'admin';
+const MAX_APPROVAL_MS = 24 * 3600_000;
+
+/** Who made a request, as recorded in control documents. */
+export const requestMark = (a: { who: Principal; request: { requestId: string } }) => `${a.who.name}:${a.request.requestId}`;
 
 export interface Authenticated {
   who: Principal;
@@ -199,6 +209,8 @@ export class NodeAccess {
     const need = policy.approvals.required;
     if (need === 0) return [];
     if (request.expiresAt <= now) throw new ForbiddenError('approvals_expired', 'the approved request has expired');
+    // Approvals last at most a day, whatever the coordinator collected.
+    if (request.expiresAt > now + MAX_APPROVAL_MS) throw new ForbiddenError('approvals_expired', 'an approved request may last at most 24 hours');
     const counted = new Set<string>();
     for (const a of approvals ?? []) {
       if (a.approver === request.requester || counted.has(a.approver)) continue;

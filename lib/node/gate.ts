@@ -9,8 +9,8 @@ import { canaryMessage, digestMessage } from '../crypto/sign-message.js';
 import type { ClientEnvelope } from '../crypto/client-auth.js';
 import { fromB64, fromHex } from '../encoding.js';
 import { ConflictError, ForbiddenError } from '../errors.js';
-import { KeyGoneError, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
-import { requireClientRoute, type Authenticated, type KeyControl, type NodeAccess } from './access.js';
+import { assertUsable, KeyGoneError, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
+import { requestMark, requireClientRoute, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
 
 const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62})/${action}$`);
 const SIGN = keyRoute('sign');
@@ -20,6 +20,8 @@ const STATE = keyRoute('state');
 const POLICY = keyRoute('policy');
 const DESCRIBE = /^\/keys\/([a-z0-9][a-z0-9-]{0,62})(?:\/public)?$/;
 const CREATORS = ['admin', 'key-creator'];
+/** How long a create that has not stored its key yet keeps the id from other requests. */
+const CREATE_WINDOW_MS = 15 * 60_000;
 
 const actorOf = (a: Authenticated) => `client:${a.who.name}`;
 const sameKey = (m: RegExpExecArray, keyId: string, what: string) => {
@@ -98,38 +100,87 @@ export class ClientGate {
     // Stored fragments mean the key exists, with or without a control document: a missing
     // document must never let a creator take over someone else's key.
     if ((await this.latestVersion(keyId)) !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
-    const control = this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']);
+    // Another request's create still in flight owns the id until it finishes or goes stale.
+    const mark = requestMark(a);
+    if (existing && existing.createRequest !== mark && Date.now() - Date.parse(existing.updatedAt) < CREATE_WINDOW_MS) {
+      throw new ConflictError('key_exists', `key ${keyId} is being created by another request`);
+    }
+    const control = { ...this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']), createRequest: mark };
     await this.access.putControl(control);
     return { actor: actorOf(a), control };
   }
 
   /**
-   * Reshare and refresh steps: an administrator of the key asked for it. A node joining
-   * the key through a reshare starts with the default policy of that administrator.
+   * Reshare and refresh, dealer side: an administrator of an active key asked for exactly
+   * this new threshold and node set (a refresh keeps both).
    */
-  async reshare(env: ClientEnvelope | undefined, keyId: string, scope: string, joining = false): Promise<GateResult> {
-    const a = await this.access.authenticate(env, scope);
+  async reshareDeal(env: ClientEnvelope | undefined, keyId: string, old: { threshold: number; nodeIds: string[] }, next: { threshold: number; nodeIds: string[] }): Promise<GateResult> {
+    const a = await this.access.authenticate(env, 'POST /reshare/deal');
     sameKey(requireClientRoute(a, 'POST', RESHARE, 'a reshare'), keyId, 'reshare');
-    if (joining && !(await this.access.control(keyId))) {
-      const control = this.access.newControl(keyId, a.who.name, undefined, 'active');
-      await this.access.putControl(control);
-      return { actor: actorOf(a), control };
+    const control = await this.access.authorize(keyId, a.who, 'admin');
+    assertUsable(keyId, control.state, 'sign');
+    this.sameReshare(a, old, next);
+    return { actor: actorOf(a), control };
+  }
+
+  /**
+   * Reshare, receiver side. A node that already holds the key checks the administrator
+   * against its own policy; a node joining the key takes the state and policy all dealers
+   * signed for, and checks the administrator against that.
+   */
+  async reshareReceive(env: ClientEnvelope | undefined, keyId: string, old: { threshold: number; nodeIds: string[] }, next: { threshold: number; nodeIds: string[] }) {
+    const a = await this.access.authenticate(env, 'POST /reshare/receive');
+    sameKey(requireClientRoute(a, 'POST', RESHARE, 'a reshare'), keyId, 'reshare');
+    this.sameReshare(a, old, next);
+    return {
+      actor: actorOf(a),
+      /** Called once the dealers' signed control is known, before anything is kept. */
+      admit: async (dealt: DealtControl): Promise<void> => {
+        const local = await this.access.control(keyId);
+        const rules = local ?? dealt;
+        assertUsable(keyId, rules.state, 'sign');
+        requirePermission(rules.policy, a.who, 'admin', keyId);
+        if (!local) {
+          await this.access.putControl({ keyId, ...dealt, updatedAt: new Date().toISOString(), createRequest: requestMark(a) });
+        }
+      },
+    };
+  }
+
+  /** A refresh keeps threshold and nodes; a reshare gets exactly what the client named (or keeps the rest). */
+  private sameReshare(a: Authenticated, old: { threshold: number; nodeIds: string[] }, next: { threshold: number; nodeIds: string[] }) {
+    const isRefresh = a.request.path.endsWith('/refresh');
+    const askedT = a.body['threshold'];
+    const askedNodes = a.body['nodes'];
+    const wantT = isRefresh || askedT === undefined ? old.threshold : askedT;
+    const wantNodes = isRefresh || !Array.isArray(askedNodes) ? old.nodeIds : (askedNodes as unknown[]);
+    const sameSet = (x: unknown[], y: string[]) => x.length === y.length && y.every((id) => x.includes(id));
+    if (next.threshold !== wantT || !sameSet(wantNodes, next.nodeIds)) {
+      throw new ForbiddenError('client_request_mismatch', 'the client asked for another threshold or node set');
     }
-    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
   }
 
   /** DELETE /fragment: a creator rolling back its own failed create, or an administrator retiring a version. */
-  async deleteVersion(env: ClientEnvelope | undefined, keyId: string, version: number): Promise<GateResult> {
+  async deleteVersion(env: ClientEnvelope | undefined, keyId: string, version: number, versions: number[]): Promise<GateResult> {
     const a = await this.access.authenticate(env, `DELETE /fragment#${version}`);
+    const control = await this.access.requireControl(keyId);
+    // Only the request that wrote this control document may remove what it stored:
+    // a create rolling back, or a reshare rolling back on a node it brought in.
+    const ownRequest = control.createRequest === requestMark(a);
     if (a.request.method === 'POST' && a.request.path === '/keys') {
-      const control = await this.access.requireControl(keyId);
-      if (a.body['keyId'] !== keyId || control.owner !== a.who.name || version !== 1) {
+      if (a.body['keyId'] !== keyId || !ownRequest || version !== 1) {
         throw new ForbiddenError('client_request_mismatch', 'a create request may only roll back the version it created');
       }
       return { actor: actorOf(a), control };
     }
     sameKey(requireClientRoute(a, 'POST', RESHARE, 'deleting a version'), keyId, 'deletion');
-    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
+    const authorized = await this.access.authorize(keyId, a.who, 'admin', control);
+    // A reshare retires old versions or rolls back its new one; it never removes a key's last
+    // version (that is destruction, a lifecycle transition of its own).
+    if (!versions.some((v) => v !== version) && !ownRequest) {
+      throw new ForbiddenError('client_request_mismatch', 'a reshare may not delete the last version of a key; destroy it instead');
+    }
+    return { actor: actorOf(a), control: authorized };
   }
 
   /** GET /key on behalf of a client's describe request: the describe permission. Destroyed keys answer 410 to everyone. */

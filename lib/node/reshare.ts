@@ -19,6 +19,8 @@ import { BadRequestError, PeerMisbehaviorError, SessionError, type Culprit } fro
 import type { AuditLog } from '../ports.js';
 import type { PeerEntry } from '../runtime-config.js';
 import { descriptorSchema, publicPackageSchema, type KeyDescriptor } from './fragment.js';
+import { dealtControlSchema, type DealtControl } from './access.js';
+import { signStatement, verifyStatement } from '../crypto/identity.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
@@ -42,7 +44,7 @@ export const reshareSchemas = {
     threshold: z.number().int().min(2).max(255),
     participants: z.array(participant).min(2).max(255),
     createdAt: z.string().datetime(),
-    deals: z.array(z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32).min(1).max(255), sealedShare: sealed }).strict()).min(1).max(255),
+    deals: z.array(z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32).min(1).max(255), sealedShare: sealed, control: dealtControlSchema, signature: z.string().max(100) }).strict()).min(1).max(255),
   }).strict(),
   commit: z.object({ sessionId: z.string().regex(SESSION_ID), publicPackage: publicPackageSchema }).strict(),
 };
@@ -56,9 +58,26 @@ interface ReceiveState {
 
 const shareAad = (sessionId: string, from: string, to: string) => `fedkms/reshare/v1|${sessionId}|${from}|${to}`;
 
+/**
+ * What a dealer signs with its node identity key: this session, the old key version
+ * exactly as it holds it, the new threshold and set, its commitments, and the key's
+ * state and policy. Receivers check it, so the relay cannot alter any of them.
+ */
+const dealStatement = (sessionId: string, old: KeyDescriptor, threshold: number, participants: { nodeId: string; identifier: string }[], commitments: string[], control: DealtControl) => ({
+  type: 'fedkms.reshare.deal.v1',
+  sessionId,
+  keyId: old.keyId,
+  version: old.version,
+  oldDescriptor: sha256Hex(canonicalJson(old)),
+  threshold,
+  participants,
+  commitments,
+  control,
+});
+
 export class NodeReshare {
   constructor(
-    private readonly id: NodeIdentity,
+    private readonly id: NodeIdentity & { signingKey: Uint8Array },
     private readonly peers: PeerEntry[],
     private readonly node: NodeService,
     private readonly vault: SessionVault,
@@ -75,7 +94,7 @@ export class NodeReshare {
   }
 
   /** Deal λ_i·s_i of our share of `version` to the new set; only sealed sub-shares leave. */
-  async deal(req: z.infer<typeof reshareSchemas.deal>, actor: string) {
+  async deal(req: z.infer<typeof reshareSchemas.deal>, actor: string, control: DealtControl) {
     this.checkParticipants(req.participants, req.threshold);
     const { object, share } = await this.node.load(req.keyId, req.version);
     const d = object.descriptor;
@@ -96,23 +115,28 @@ export class NodeReshare {
         wipe(sub);
       }
       await this.audit.append(auditStream(this.id.nodeId), { actor, action: 'reshare.deal', keyId: req.keyId, outcome: 'success', details: { sessionId: req.sessionId, version: req.version, to: req.participants.map((p) => p.nodeId), threshold: req.threshold } });
-      return { nodeId: this.id.nodeId, identifier: this.id.identifier, commitments: deal.public.commitments.map(toHex), sealedShares };
+      const commitments = deal.public.commitments.map(toHex);
+      const signature = signStatement(this.id.signingKey, dealStatement(req.sessionId, d, req.threshold, req.participants, commitments, control));
+      return { nodeId: this.id.nodeId, identifier: this.id.identifier, commitments, sealedShares, control, signature };
     } finally {
       wipe(share, w);
     }
   }
 
   /** Check every dealer, then sum our sub-shares into the new share (kept sealed until commit). */
-  async receive(req: z.infer<typeof reshareSchemas.receive>) {
+  /** `admit` (the node's client gate) sees the state and policy every dealer signed for, before anything is kept. */
+  async receive(req: z.infer<typeof reshareSchemas.receive>, admit: (control: DealtControl) => Promise<void>) {
     this.checkParticipants(req.participants, req.threshold);
     const me = req.participants.find((p) => p.nodeId === this.id.nodeId);
     if (!me || me.identifier !== this.id.identifier) throw new BadRequestError('wrong_node', `${this.id.nodeId} is not in the new set`);
     const old = req.old as KeyDescriptor;
     // A node that holds the old version trusts its own copy of the public package, not the relay's.
     const mine = (await this.node.versionsOf(old.keyId)).includes(old.version) ? await this.node.describe(old.keyId, old.version).catch(() => undefined) : undefined;
-    if (mine && canonicalJson(mine.descriptor.publicPackage) !== canonicalJson(old.publicPackage)) {
-      throw new PeerMisbehaviorError('reshare refused: old public key package differs from ours', [{ nodeId: 'coordinator', reason: 'relayed a different public key package' }]);
+    if (mine && canonicalJson(mine.descriptor) !== canonicalJson(old)) {
+      throw new PeerMisbehaviorError('reshare refused: the old key version differs from ours', [{ nodeId: 'coordinator', reason: 'relayed a different key description' }]);
     }
+    const controls = new Set(req.deals.map((dl) => canonicalJson(dl.control)));
+    if (controls.size !== 1) throw new PeerMisbehaviorError('reshare refused: dealers disagree on the key state or policy', [{ nodeId: 'coordinator', reason: 'relayed dealings with different key rules' }]);
     const dealerIds = req.deals.map((x) => x.identifier);
     const culprits: Culprit[] = [];
     const subShares: Uint8Array[] = [];
@@ -121,6 +145,11 @@ export class NodeReshare {
       const Y = old.publicPackage.verifyingShares[dl.identifier];
       if (!holder || !Y) {
         culprits.push({ nodeId: dl.nodeId, reason: 'not a holder of the old version' });
+        continue;
+      }
+      const peer = this.peers.find((x) => x.id === dl.nodeId);
+      if (!peer || !verifyStatement(peer.signingPublic, dealStatement(req.sessionId, old, req.threshold, req.participants, dl.commitments, dl.control), dl.signature)) {
+        culprits.push({ nodeId: dl.nodeId, reason: 'dealing not signed by that node for this key version' });
         continue;
       }
       if (dl.commitments.length !== req.threshold) {
@@ -152,6 +181,12 @@ export class NodeReshare {
     if (culprits.length) {
       subShares.forEach((x) => wipe(x));
       throw new PeerMisbehaviorError('reshare refused: bad dealing', culprits);
+    }
+    try {
+      await admit(req.deals[0]!.control);
+    } catch (e) {
+      subShares.forEach((x) => wipe(x));
+      throw e;
     }
     const share = scalarSum(subShares);
     subShares.forEach((x) => wipe(x));

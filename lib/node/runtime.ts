@@ -29,7 +29,7 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const vault = new SessionVault(store, cfg.NODE_ID, cfg.NODE_WRAP_KEY, cfg.SESSION_TTL_S);
   const dkg = new NodeDkg({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
   const signing = new NodeSigning(identity, service, vault, audit, replay);
-  const reshare = new NodeReshare(identity, cfg.NODE_PEERS, service, vault, audit);
+  const reshare = new NodeReshare({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
   const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: cfg.NODE_WRAP_KEY, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
   const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1));
   const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);

@@ -56,7 +56,7 @@ afterAll(async () => {
 const endpoint = (id: string) => nodeEndpoint(stack, id);
 
 /** Call a node directly with the coordinator's own key, relaying `env` (or nothing) as the client request. */
-async function asCoordinator(nodeId: string, method: 'GET' | 'PUT' | 'POST', path: string, opts: { query?: Record<string, string>; body?: unknown; env?: ClientEnvelope; key?: Uint8Array } = {}): Promise<Api> {
+async function asCoordinator(nodeId: string, method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, opts: { query?: Record<string, string>; body?: unknown; env?: ClientEnvelope; key?: Uint8Array } = {}): Promise<Api> {
   const client = new NodeClient(opts.key ?? fromB64(stack.secrets['coordinator']!['privateKey']!));
   const send = () => client.call(endpoint(nodeId), { method, path, ...(opts.query ? { query: opts.query } : {}), ...(opts.body !== undefined ? { body: opts.body } : {}) }, AbortSignal.timeout(10_000));
   try {
@@ -377,6 +377,18 @@ const cases: Case[] = [
   ['forged signature share: no client request', async () => asCoordinator('node1', 'POST', '/sign/share', { body: { ...(await signingSession()), message: 'AA==' } }), 401, 'client_auth_missing'],
   ['forged signature share: the client asked for another message', async () => asCoordinator('node1', 'POST', '/sign/share', { body: { ...(await signingSession()), message: 'AA==' }, env: clientEnvelope(stack.admin, 'POST', '/keys/signer/sign', { message: 'AQ==' }) }), 403, 'client_request_mismatch'],
   ['forged signature share: a client the key does not allow', async () => asCoordinator('node1', 'POST', '/sign/share', { body: { ...(await signingSession()), message: 'AA==' }, env: clientEnvelope(alice, 'POST', '/keys/signer/sign', { message: 'AA==' }) }), 403, 'not_authorized'],
+  ['forged reshare: a refresh turned into a 2-of-2 reshare', () => {
+    const participants = [1, 2].map((i) => ({ nodeId: `node${i}`, identifier: identifierFor(i) }));
+    return asCoordinator('node1', 'POST', '/reshare/deal', { body: { sessionId: randomUUID(), keyId: 'shared', version: 1, dealers: participants.map((p) => p.identifier), threshold: 2, participants }, env: clientEnvelope(stack.admin, 'POST', '/keys/shared/refresh', {}) });
+  }, 403, 'client_request_mismatch'],
+  ['forged deletion of the last version of a key', () => asCoordinator('node1', 'DELETE', '/fragment', { query: { keyId: 'shared', version: '1' }, env: clientEnvelope(stack.admin, 'POST', '/keys/shared/refresh', {}) }), 403, 'client_request_mismatch'],
+  ['forged rollback of a key the request did not create', () => asCoordinator('node1', 'DELETE', '/fragment', { query: { keyId: 'shared', version: '1' }, env: clientEnvelope(stack.admin, 'POST', '/keys', { keyId: 'shared', secretHex: 'withheld' }) }), 403, 'client_request_mismatch'],
+  ['approvals of a request lasting 48 h, at the node', async () => {
+    const recipient = recipientKey();
+    const expiresAt = Date.now() + 48 * 3600_000;
+    const req = await vaultRequest(recipient, expiresAt);
+    return forgedFragment({ ...aliceReconstructs({ recipient, expiresAt }, 'vault'), approvals: [bob, carol].map((w) => ({ approver: w.name, signature: signApproval(w.privateKey, req) })) }, 'vault', recipient);
+  }, 403, 'approvals_expired'],
   ['forged description of a destroyed key, at the node', () => asCoordinator('node1', 'GET', '/key', { query: { keyId: 'gone' } }), 410, 'key_destroyed'],
   // Lifecycle.
   ['reconstruction of a destroyed key', () => reconstructEndToEnd(stack, 'gone'), 410, 'key_destroyed'],

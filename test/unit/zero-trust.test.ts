@@ -756,12 +756,21 @@ describe('ClientGate.create', () => {
     expect(await outcome(() => gate.create(createReq(carl, { keyId: 'k2', type: 'secret' }), 'k2', 'secret', 'PUT /fragment'))).toMatchObject({ code: 'key_destroyed', status: 410 });
   });
 
-  it('replaces a control document left over from a failed create (no fragment stored)', async () => {
+  it('replaces a stale control document left over from a failed create (no fragment stored)', async () => {
     const { gate, access } = await setup();
-    await access.putControl(access.newControl('k3', 'alice', undefined, 'active'));
+    const stale = new Date(Date.now() - 20 * 60_000).toISOString();
+    await access.putControl({ ...access.newControl('k3', 'alice', undefined, 'active'), updatedAt: stale, createRequest: 'alice:old-request-id-0001' });
     const g = await gate.create(createReq(carl, { keyId: 'k3', type: 'secret' }), 'k3', 'secret', 'PUT /fragment');
     expect((await access.control('k3'))!.owner).toBe('carl');
     expect(g.control.owner).toBe('carl');
+  });
+
+  // Two creators racing for one id: the one whose create is still in flight keeps it.
+  it('refuses to take over an id another request is creating right now', async () => {
+    const { gate, access } = await setup();
+    await access.putControl({ ...access.newControl('k5', 'alice', undefined, 'active'), createRequest: 'alice:in-flight-request-01' });
+    expect(await code(() => gate.create(createReq(carl, { keyId: 'k5', type: 'secret' }), 'k5', 'secret', 'PUT /fragment'))).toBe('key_exists');
+    expect((await access.control('k5'))!.owner).toBe('alice');
   });
 
   // A deleted control document (bucket write access alone) must not let a creator take a key over.
@@ -769,5 +778,26 @@ describe('ClientGate.create', () => {
     const { gate, access } = await setup({ k4: [1] });
     expect(await code(() => gate.create(createReq(carl, { keyId: 'k4', type: 'secret' }), 'k4', 'secret', 'PUT /fragment'))).toBe('key_exists');
     expect(await access.control('k4')).toBeNull();
+  });
+});
+
+describe('an import never relays its secret to the nodes', () => {
+  it('signs and relays "withheld" in place of secretHex and secretBase64; other bodies byte for byte', async () => {
+    const { signedHeaders } = await import('../../lib/client/signer');
+    const { clientRequestFromHttp, verifyClientRequest, signedBody } = await import('../../lib/crypto/client-auth');
+    const { generateSigningKey } = await import('../../lib/crypto/request-signing');
+    const k = generateSigningKey();
+    const raw = JSON.stringify({ keyId: 'x', secretHex: 'a94f3d82c1b7e6f9', threshold: 2 });
+    const headers = signedHeaders({ name: 'alice', privateKey: k.privateKey }, 'POST', '/keys', raw);
+    const relayed = clientRequestFromHttp({ method: 'POST', path: '/keys', query: {}, body: raw, headers });
+    expect(relayed.body).not.toMatch(/a94f3d82c1b7e6f9/i);
+    expect(JSON.parse(relayed.body)).toEqual({ keyId: 'x', secretHex: 'withheld', threshold: 2 });
+    expect(verifyClientRequest(k.publicKey, relayed)).toBe(true);
+    const b64 = JSON.stringify({ keyId: 'x', secretBase64: 'qU89gsG35vk=' });
+    expect(signedBody('POST', '/keys', b64)).not.toContain('qU89gsG35vk');
+    const other = '{"message":"AA==" }';
+    expect(signedBody('POST', '/keys/x/sign', other)).toBe(other);
+    expect(signedBody('POST', '/keys', '{"keyId":"y","length":8}')).toBe('{"keyId":"y","length":8}');
+    expect(signedBody('POST', '/keys', 'not json')).toBe('not json');
   });
 });
