@@ -62,7 +62,8 @@ export const handler = httpApi({
       const keyId = parseKeyId(q.keyId);
       const recipient = parseX25519Public(q.recipient);
       const g = await rt.gate.fragment(client, keyId, q.recipient, q.version);
-      return rt.service.fragment(keyId, recipient, g.actor, q.version, { mode: g.mode, ...(g.approvers.length ? { approvers: g.approvers } : {}) });
+      const answer = await rt.service.fragment(keyId, recipient, g.actor, q.version, { mode: g.mode, ...(g.approvers.length ? { approvers: g.approvers } : {}) });
+      return { ...answer, signature: rt.signFragment(answer, q.recipient, client!.requestId) };
     }),
     'PUT /fragment': authed(async (rt, req, _signer, client) => {
       const body = parseInput(importRequestSchema, req.body);

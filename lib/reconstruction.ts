@@ -17,10 +17,29 @@ export const fragmentAnswerSchema = z.object({
   version: z.number().int(),
   descriptor: descriptorSchema,
   sealedShare: z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict(),
+  /** The node's Ed25519 signature over `fragmentStatement` (its identity key). */
+  signature: z.string().max(100).optional(),
 });
 export type FragmentAnswer = z.infer<typeof fragmentAnswerSchema>;
 
 export const descriptorDigest = (d: KeyDescriptor) => sha256Hex(canonicalJson(d));
+
+/**
+ * What a node signs when it releases a fragment: which key version (by the digest of
+ * its public description), sealed to whom, which box, for which client request. A client
+ * that pins the nodes' identity keys then knows each fragment came from that node for
+ * its own request: a relay cannot substitute shares of a key it made up.
+ */
+export const fragmentStatement = (f: { nodeId: string; keyId: string; version: number; descriptor: KeyDescriptor; sealedShare: unknown }, recipient: string, requestId: string) => ({
+  type: 'fedkms.fragment.v1',
+  nodeId: f.nodeId,
+  keyId: f.keyId,
+  version: f.version,
+  descriptor: descriptorDigest(f.descriptor),
+  recipient,
+  sealedShare: sha256Hex(canonicalJson(f.sealedShare)),
+  request: requestId,
+});
 
 export type FragmentCheck =
   | { ok: true; descriptor: KeyDescriptor; digest: string; share: Share }

@@ -30,7 +30,7 @@ async function probeNodes(f: Federation) {
 async function reconstructOnce(f: Federation): Promise<boolean> {
   console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks every node at once and relays sealed fragments)...`);
   const t0 = performance.now();
-  const r = await reconstructEndToEnd(clientOf(f), KEY_ID);
+  const r = await reconstructEndToEnd(clientOf(f), KEY_ID, f.nodeKeys ? { nodeKeys: f.nodeKeys } : {});
   const body = r.answer.body;
   const rejected = new Map(r.rejected.map((x) => [x.nodeId, x.reason]));
   const nodes: { nodeId: string; status: string; latencyMs?: number; error?: string }[] = body?.nodes ?? body?.error?.details?.nodes ?? [];

@@ -48,7 +48,7 @@ async function main() {
   const stack = await startLocalStack({ dir, httpPort, persist: true, watch: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
   const control = await controlServer(stack, controlPort);
   const example = await importExample(stack);
-  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
+  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, nodeKeys: Object.fromEntries([...stack.proxies.keys()].map((id) => [id, stack.secrets[id]!['signingPublic']])), dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
 
   const t = stack.config.threshold;
   console.log(`

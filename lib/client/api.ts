@@ -5,12 +5,15 @@
  */
 import { CORRELATION_HEADER } from '../observability.js';
 import { signedHeaders, type ClientIdentity } from './signer.js';
+import { CLIENT_HEADERS } from '../crypto/client-auth.js';
 
 export interface ApiAnswer<T = any> {
   status: number;
   body: T;
   ms: number;
   correlationId?: string;
+  /** The client request id this call was signed with. */
+  requestId?: string;
 }
 
 /** The coordinator could not be reached at all (connection refused, DNS, TLS, timeout). */
@@ -39,11 +42,12 @@ export class FedkmsClient {
     const t0 = performance.now();
     let res: Response;
     const text0 = body === undefined ? '' : JSON.stringify(body);
+    const signed: Record<string, string> = this.identity ? signedHeaders(this.identity, method, path, text0) : {};
     try {
       res = await this.fetchImpl(`${this.url.replace(/\/+$/, '')}${path}`, {
         method,
         // Every request is signed by the client itself; nodes check the same signature.
-        headers: { 'content-type': 'application/json', ...(this.identity ? signedHeaders(this.identity, method, path, text0) : {}) },
+        headers: { 'content-type': 'application/json', ...signed },
         ...(body === undefined ? {} : { body: text0 }),
         signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
       });
@@ -58,7 +62,8 @@ export class FedkmsClient {
       parsed = { error: { code: 'malformed_response', message: `HTTP ${res.status} with a body that is not JSON` } };
     }
     const correlationId = res.headers.get(CORRELATION_HEADER) ?? undefined;
-    return { status: res.status, body: parsed as T, ms: performance.now() - t0, ...(correlationId ? { correlationId } : {}) };
+    const requestId = signed[CLIENT_HEADERS.requestId];
+    return { status: res.status, body: parsed as T, ms: performance.now() - t0, ...(correlationId ? { correlationId } : {}), ...(requestId ? { requestId } : {}) };
   }
 }
 

@@ -6,7 +6,8 @@
  */
 import { generateX25519 } from '../crypto/seal.js';
 import { toB64, wipe } from '../encoding.js';
-import { checkFragment, recoverSecret } from '../reconstruction.js';
+import { checkFragment, fragmentAnswerSchema, fragmentStatement, recoverSecret } from '../reconstruction.js';
+import { verifyStatement } from '../crypto/identity.js';
 import type { Share } from '../crypto/shares.js';
 import type { KeyDescriptor } from '../node/fragment.js';
 import type { ApiAnswer, FedkmsClient } from './api.js';
@@ -23,7 +24,14 @@ export type EndToEndResult =
 export async function reconstructEndToEnd(
   client: FedkmsClient,
   keyId: string,
-  opts: { recipient?: Recipient; expiresAt?: number; version?: number; maxRounds?: number } = {},
+  opts: {
+    recipient?: Recipient;
+    expiresAt?: number;
+    version?: number;
+    maxRounds?: number;
+    /** Node id to its Ed25519 identity key (base64). With it, every fragment must be signed by its node for this very request. */
+    nodeKeys?: Record<string, string>;
+  } = {},
 ): Promise<EndToEndResult> {
   const recipient = opts.recipient ?? generateX25519();
   const rejected: { nodeId: string; reason: string }[] = [];
@@ -40,6 +48,10 @@ export async function reconstructEndToEnd(
       const fragments = (answer.body?.fragments ?? []) as { nodeId: string; identifier: string }[];
       const good: { d: KeyDescriptor; share: Share; nodeId: string }[] = [];
       for (const f of fragments) {
+        if (opts.nodeKeys && !signedByNode(f, opts.nodeKeys, toB64(recipient.publicKey), answer.requestId ?? '')) {
+          rejected.push({ nodeId: String(f.nodeId), reason: 'fragment not signed by that node for this request' });
+          continue;
+        }
         const c = checkFragment(f, f.nodeId, f.identifier, keyId, recipient.privateKey);
         if (c.ok) good.push({ d: c.descriptor, share: c.share, nodeId: f.nodeId });
         else rejected.push({ nodeId: String(f.nodeId), reason: c.error });
@@ -62,4 +74,11 @@ export async function reconstructEndToEnd(
   } finally {
     if (!opts.recipient) wipe(recipient.privateKey);
   }
+}
+
+function signedByNode(f: unknown, nodeKeys: Record<string, string>, recipient: string, requestId: string): boolean {
+  const p = fragmentAnswerSchema.safeParse(f);
+  if (!p.success || !p.data.signature) return false;
+  const key = nodeKeys[p.data.nodeId];
+  return key !== undefined && verifyStatement(key, fragmentStatement(p.data as Parameters<typeof fragmentStatement>[0], recipient, requestId), p.data.signature);
 }

@@ -17,6 +17,8 @@ import { NodeAccess } from './access.js';
 import { ClientGate } from './gate.js';
 import { NodeLifecycle } from './lifecycle.js';
 import { decodeEnvelope, ENVELOPE_HEADER, type ClientEnvelope } from '../crypto/client-auth.js';
+import { signStatement } from '../crypto/identity.js';
+import { fragmentStatement } from '../reconstruction.js';
 
 export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   const cfg = nodeConfig(env);
@@ -70,5 +72,8 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   /** Client refusals (unknown, disabled, replayed, not authorized, mismatched) go to this node's audit chain. */
   const recordClientRefusal = (req: HttpRequest, e: unknown, env: ClientEnvelope | undefined) =>
     recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path: logicalPath(req), sourceIp: req.sourceIp, signer: env ? `client:${env.client}` : undefined });
-  return { cfg, service, dkg, signing, reshare, access, gate, lifecycle, authenticate, logicalPath, envelope, recordClientRefusal };
+  /** This node's signature over a released fragment, for clients that pin node identity keys. */
+  const signFragment = (answer: Parameters<typeof fragmentStatement>[0], recipient: string, requestId: string) =>
+    signStatement(cfg.NODE_SIGNING_KEY, fragmentStatement(answer, recipient, requestId));
+  return { cfg, service, dkg, signing, reshare, access, gate, lifecycle, authenticate, logicalPath, envelope, recordClientRefusal, signFragment };
 }

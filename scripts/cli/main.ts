@@ -60,6 +60,8 @@ options:
   --federation FILE   federation file {url, client: {name, privateKey}, nodes} (env FEDKMS_FEDERATION;
                       default .local/federation.json, written by \`npm start\`)
   --node ID=URL       a node's public URL for progress probes (repeatable; env FEDKMS_NODE_URLS="id=url,...")
+                      node identity keys to pin for reconstruct: env FEDKMS_NODE_KEYS="id=base64key,..."
+                      (or nodeKeys in the federation file); each fragment must then be signed by its node
   --timeout MS        per-node probe timeout (default 3000)
   --json              one JSON document on stdout, no progress lines
   -h, --help          this help
@@ -94,6 +96,8 @@ interface Target {
   client: FedkmsClient;
   url: string;
   nodes: Record<string, string>;
+  /** Node identity keys to pin: each fragment must be signed by its node (FEDKMS_NODE_KEYS="id=key,...", or the federation file). */
+  nodeKeys?: Record<string, string>;
 }
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
@@ -107,7 +111,7 @@ function table(head: string[], rows: (string | number)[][]): string {
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-function readFederationFile(file: string): { url?: string; client?: { name?: string; privateKey?: string }; nodes?: Record<string, string> } {
+function readFederationFile(file: string): { url?: string; client?: { name?: string; privateKey?: string }; nodes?: Record<string, string>; nodeKeys?: Record<string, string> } {
   try {
     return JSON.parse(readFileSync(file, 'utf8'));
   } catch {
@@ -155,7 +159,8 @@ function resolveTarget(o: Options): Target {
     ...(env['FEDKMS_NODE_URLS'] ? parseNodeList(env['FEDKMS_NODE_URLS'].split(',').filter(Boolean)) : {}),
     ...parseNodeList(o.node ?? []),
   };
-  return { client: new FedkmsClient(url, identity), url, nodes };
+  const nodeKeys = env['FEDKMS_NODE_KEYS'] ? Object.fromEntries(env['FEDKMS_NODE_KEYS'].split(',').filter(Boolean).map((x) => [x.slice(0, x.indexOf('=')), x.slice(x.indexOf('=') + 1)])) : fed.nodeKeys;
+  return { client: new FedkmsClient(url, identity), url, nodes, ...(nodeKeys ? { nodeKeys } : {}) };
 }
 
 /** Map an unsuccessful answer to an exit code, and say why on stderr (or as JSON). */
@@ -352,7 +357,7 @@ async function cmdReconstruct(t: Target, o: Options, keyId: string): Promise<num
     a = await t.client.call('POST', `/keys/${keyId}/reconstruct`);
     secretHex = String(a.body?.secret?.hex ?? '');
   } else {
-    const r = await reconstructEndToEnd(t.client, keyId);
+    const r = await reconstructEndToEnd(t.client, keyId, t.nodeKeys ? { nodeKeys: t.nodeKeys } : {});
     a = r.answer;
     for (const x of r.rejected) if (!o.json) out(`  ${nodeLabel(x.nodeId)}: share REJECTED here (${x.reason}); asked again without it`);
     secretHex = r.ok ? Buffer.from(r.secret).toString('hex') : '';

@@ -191,6 +191,9 @@ describe('policies enforced by every node', () => {
     expect(ok.body.mode).toBe('end-to-end');
     // The coordinator relayed only sealed boxes.
     for (const f of ok.body.fragments) expect(Object.keys(f.sealedShare).sort()).toEqual(['ct', 'epk', 'iv', 'tag']);
+    // Each fragment is signed by its node for this request, and the client checked it against the pinned key.
+    for (const f of ok.body.fragments) expect(f.signature).toMatch(/^[A-Za-z0-9+/]{86}==$/);
+    expect(ok.rejected).toEqual([]);
     const no = await reconstructEndToEnd(stack, 'shared', bob);
     expect(no.status).toBe(403);
     expect(no.body.error.code).toBe('not_authorized');

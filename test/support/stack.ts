@@ -77,7 +77,9 @@ export async function newClient(stack: LocalStack, name: string, roles: string[]
  * the shape of a server-side one: `{ status, body: { secret: { hex, base64 }, ... } }`.
  */
 export async function reconstructEndToEnd(stack: LocalStack, keyId: string, as: ClientIdentity = stack.admin, opts: { expiresAt?: number; recipient?: { publicKey: Uint8Array; privateKey: Uint8Array } } = {}): Promise<Api & { rejected: { nodeId: string; reason: string }[] }> {
-  const r = await e2e(new FedkmsClient(stack.url, as), keyId, opts);
+  // The client pins every node's identity key, as a careful client would.
+  const nodeKeys = Object.fromEntries([...stack.proxies.keys()].map((id) => [id, stack.secrets[id]!['signingPublic']!]));
+  const r = await e2e(new FedkmsClient(stack.url, as), keyId, { ...opts, nodeKeys });
   if (!r.ok) return { status: r.answer.status, body: r.answer.body, text: JSON.stringify(r.answer.body), rejected: r.rejected };
   const body = { ...r.answer.body, secret: { hex: Buffer.from(r.secret).toString('hex'), base64: Buffer.from(r.secret).toString('base64') }, usedNodes: r.usedNodes };
   return { status: 200, body, text: JSON.stringify(body), rejected: r.rejected };

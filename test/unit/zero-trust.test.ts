@@ -801,3 +801,30 @@ describe('an import never relays its secret to the nodes', () => {
     expect(signedBody('POST', '/keys', 'not json')).toBe('not json');
   });
 });
+
+describe('end-to-end reconstruction with pinned node keys', () => {
+  it('rejects relayed fragments that their node did not sign for this request', async () => {
+    const { FedkmsClient } = await import('../../lib/client/api');
+    const { reconstructEndToEnd } = await import('../../lib/client/reconstruct');
+    const { generateSigningKey } = await import('../../lib/crypto/request-signing');
+    const { signStatement } = await import('../../lib/crypto/identity');
+    const { toB64 } = await import('../../lib/encoding');
+    const node1 = generateSigningKey();
+    const impostor = generateSigningKey();
+    const descriptor = { keyId: 'k', version: 1, type: 'secret', state: 'active', createdAt: new Date(0).toISOString(), publicPackage: { threshold: 1, total: 1, commitments: ['00'.repeat(32)], verifyingShares: { ['01' + '00'.repeat(31)]: '00'.repeat(32) } }, participants: [] };
+    const sealedShare = { epk: 'AA==', iv: 'AA==', ct: 'AA==', tag: 'AA==' };
+    const fragment = { nodeId: 'node1', identifier: '01' + '00'.repeat(31), keyId: 'k', version: 1, descriptor, sealedShare };
+    // A relay that forges the answer: signed by the wrong key, or not at all.
+    const fetchImpl = (async (_url: string, init: RequestInit) => {
+      const requestId = (init.headers as Record<string, string>)['x-fedkms-client-request-id']!;
+      const recipient = JSON.parse(String(init.body)).recipient as string;
+      const { fragmentStatement } = await import('../../lib/reconstruction');
+      const forged = { ...fragment, signature: signStatement(impostor.privateKey, fragmentStatement(fragment as never, recipient, requestId)) };
+      return new Response(JSON.stringify({ threshold: 1, fragments: [forged, { ...fragment, nodeId: 'node1' }] }), { status: 200 });
+    }) as unknown as typeof fetch;
+    const client = new FedkmsClient('http://relay', { name: 'alice', privateKey: generateSigningKey().privateKey }, fetchImpl);
+    const r = await reconstructEndToEnd(client, 'k', { nodeKeys: { node1: toB64(node1.publicKey) }, maxRounds: 1 });
+    expect(r.ok).toBe(false);
+    expect(r.rejected.map((x) => x.reason)).toEqual(['fragment not signed by that node for this request', 'fragment not signed by that node for this request']);
+  });
+});
