@@ -316,7 +316,9 @@ describe('DKG with a misbehaving participant', () => {
     expect(r1.map((r) => r.status)).toEqual([200, 200, 200]);
     const honest = r1.map((r) => ({ nodeId: r.body.nodeId, package: r.body.package, signature: r.body.signature }));
     // A second, validly signed round-1 package of node3 (node3's key is known to the test).
-    const other = await n.post('node3', '/dkg/round1', { ...r1body, sessionId: randomUUID() });
+    // (Another key id: the one being created is owned by the request creating it.)
+    const other = await n.post('node3', '/dkg/round1', { ...r1body, keyId: 'equivocal-alt', sessionId: randomUUID() });
+    expect(other.status).toBe(200);
     const node3Key = fromB64(stack.secrets['node3']!['signingPrivate']!);
     const alt = { ...other.body.package };
     const altSig = signStatement(node3Key, { type: 'fedkms.dkg.round1', sessionId, keyId: 'equivocal', threshold: 2, participants, package: alt });
