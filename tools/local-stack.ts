@@ -111,7 +111,7 @@ export function generateSecrets(nodeIds: string[]): Secrets {
   const dk = generateSigningKey();
   out['dashboard'] = { privateKey: toB64(dk.privateKey), publicKey: toB64(dk.publicKey), viewerToken: randomBytes(24).toString('base64url') };
   // The first administrator client. In AWS only its public key is a secret of the stack;
-  // the private key stays with the operator (scripts/generate-secrets.ts).
+  // the private key stays with the operator (scripts/aws-bootstrap.ts).
   const ak = generateSigningKey();
   out['admin'] = { privateKey: toB64(ak.privateKey), publicKey: toB64(ak.publicKey) };
   return out;

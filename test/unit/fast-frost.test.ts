@@ -7,6 +7,7 @@
 import { ed25519, ed25519_FROST as stock } from '@noble/curves/ed25519.js';
 import { getMinHashLength } from '@noble/curves/abstract/modular.js';
 import { bytesToHex, hexToBytes, numberToBytesLE } from '@noble/curves/utils.js';
+import SMALL_ORDER_POINTS from '../../fixtures/ed25519-small-order-points.test-vectors.json';
 import V from '../../fixtures/rfc9591-frost-ed25519-sha512.json';
 import { BoundedCache } from '../../lib/crypto/bounded-cache';
 import { clearFastFrostCache, createFastFrost, fastFrost as fast } from '../../lib/crypto/fast-frost';
@@ -141,16 +142,7 @@ describe('fast and stock suites interoperate', () => {
 // ---------------------------------------------------------------- bad points
 
 /** The 8 points of small order (RFC 8032 errata / libsodium's blocklist, canonical encodings). */
-const SMALL_ORDER: [string, string][] = [
-  ['identity (order 1)', '0100000000000000000000000000000000000000000000000000000000000000'],
-  ['order 2', 'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'],
-  ['order 4, x > 0', '0000000000000000000000000000000000000000000000000000000000000000'],
-  ['order 4, x < 0', '0000000000000000000000000000000000000000000000000000000000000080'],
-  ['order 8 (a)', '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05'],
-  ['order 8 (a, negated)', '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85'],
-  ['order 8 (b)', 'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a'],
-  ['order 8 (b, negated)', 'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa'],
-];
+const SMALL_ORDER: [string, string][] = SMALL_ORDER_POINTS.points.map((p) => [p.name, p.hex]);
 const somePoint = Noble.BASE.multiply(0x1234567890abcdefn);
 const BAD: [string, string][] = [
   ...SMALL_ORDER,

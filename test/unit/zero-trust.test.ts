@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import SMALL_ORDER_POINTS from '../../fixtures/ed25519-small-order-points.test-vectors.json';
 import {
   approvalDigest,
   assertClientKey,
@@ -232,16 +233,7 @@ describe('client public keys (client-auth)', () => {
   const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
   const p = ed25519.Point.Fp.ORDER;
   // The eight torsion points (orders 1, 2, 4, 8), each in its canonical encoding.
-  const SMALL_ORDER = [
-    '0100000000000000000000000000000000000000000000000000000000000000', // identity
-    'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // order 2 (y = -1)
-    '0000000000000000000000000000000000000000000000000000000000000000', // order 4
-    '0000000000000000000000000000000000000000000000000000000000000080',
-    '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05', // order 8
-    '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
-    'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
-    'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
-  ];
+  const SMALL_ORDER = SMALL_ORDER_POINTS.points.map((x) => x.hex);
 
   it('accepts a real key', () => {
     for (let i = 0; i < 8; i++) expect(isSoundEd25519PublicKey(identity('x').pk)).toBe(true);
