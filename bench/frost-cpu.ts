@@ -18,11 +18,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import path from 'node:path';
-import { ed25519, ed25519_FROST as stock } from '@noble/curves/ed25519.js';
-import { clearFastFrostCache, fastFrost } from '../lib/crypto/fast-frost.js';
-
-type Suite = typeof stock;
-type Dealt = ReturnType<Suite['trustedDealer']>;
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { fastFrost } from '../lib/crypto/fast-frost.js';
+import { cpuPerOp, dealtKey, FAST_COLD, FAST_WARM, STOCK, thresholdSignature } from './frost-workload.js';
 
 const MODE_ENV = 'FROST_CPU_BUNDLED';
 const FEDERATIONS = [
@@ -42,47 +40,6 @@ function table(head: string[], rows: (string | number)[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-/** CPU (user + system) and wall time per operation, µs, after warm-up. */
-function cpuPerOp(warmup: number, iterations: number, op: () => void): { cpuUs: number; wallUs: number } {
-  for (let i = 0; i < warmup; i++) op();
-  const wall = performance.now();
-  const cpu = process.cpuUsage();
-  for (let i = 0; i < iterations; i++) op();
-  const used = process.cpuUsage(cpu);
-  return { cpuUs: (used.user + used.system) / iterations, wallUs: ((performance.now() - wall) * 1000) / iterations };
-}
-
-function deal(suite: Suite, n: number, t: number): { key: Dealt; signers: string[] } {
-  const ids = Array.from({ length: n }, (_, i) => suite.Identifier.fromNumber(i + 1));
-  return { key: suite.trustedDealer({ min: t, max: n }, ids), signers: ids.slice(0, t) };
-}
-
-interface Roles {
-  suite: Suite;
-  finalVerify: (sig: Uint8Array, pk: Uint8Array) => boolean;
-  /** Called where a new process would start: before each signer's signShare and before the coordinator. */
-  newProcess?: () => void;
-}
-
-/** One complete threshold signature, every share checked, as nodes and coordinator compute it, minus I/O. */
-function thresholdSignature({ suite, finalVerify, newProcess }: Roles, { key, signers }: { key: Dealt; signers: string[] }): void {
-  const gens = signers.map((id) => suite.commit(key.secretShares[id]!));
-  const commitments = gens.map((g) => g.commitments);
-  const shares: Record<string, Uint8Array> = {};
-  signers.forEach((id, i) => {
-    newProcess?.();
-    shares[id] = suite.signShare(key.secretShares[id]!, key.public, gens[i]!.nonces, commitments, MESSAGE);
-  });
-  newProcess?.();
-  for (const id of signers) if (!suite.verifyShare(key.public, commitments, MESSAGE, id, shares[id]!)) throw new Error(`share of ${id} fails verification`);
-  const sig = suite.aggregate(key.public, commitments, MESSAGE, shares);
-  if (!finalVerify(sig, key.public.commitments[0]!)) throw new Error('aggregate signature fails verification');
-}
-
-const STOCK: Roles = { suite: stock, finalVerify: (sig, pk) => ed25519.verify(sig, MESSAGE, pk) };
-const FAST_WARM: Roles = { suite: fastFrost, finalVerify: (sig, pk) => fastFrost.verify(sig, MESSAGE, pk) };
-const FAST_COLD: Roles = { ...FAST_WARM, newProcess: clearFastFrostCache };
-
 interface Row {
   n: number;
   t: number;
@@ -95,11 +52,11 @@ interface Row {
 function measureFederation(n: number, t: number, plainUs: number): Row[] {
   const rows: Row[] = [];
   const add = (what: string, r: { cpuUs: number; wallUs: number }) => rows.push({ n, t, what, cpuUs: round1(r.cpuUs), wallUs: round1(r.wallUs), ratioToPlain: round2(r.cpuUs / plainUs) });
-  const stockKey = deal(stock, n, t);
-  const fastKey = deal(fastFrost, n, t);
-  add('stock ed25519_FROST', cpuPerOp(RUNS.stock.warmup, RUNS.stock.iterations, () => thresholdSignature(STOCK, stockKey)));
-  add('fast, fresh process per role', cpuPerOp(RUNS.fast.warmup, RUNS.fast.iterations, () => thresholdSignature(FAST_COLD, fastKey)));
-  add('fast, warm parse cache', cpuPerOp(RUNS.fast.warmup, RUNS.fast.iterations, () => thresholdSignature(FAST_WARM, fastKey)));
+  const stockKey = dealtKey(n, t);
+  const fastKey = dealtKey(n, t, fastFrost);
+  add('stock ed25519_FROST', cpuPerOp(RUNS.stock.warmup, RUNS.stock.iterations, () => thresholdSignature(STOCK, stockKey, MESSAGE)));
+  add('fast, fresh process per role', cpuPerOp(RUNS.fast.warmup, RUNS.fast.iterations, () => thresholdSignature(FAST_COLD, fastKey, MESSAGE)));
+  add('fast, warm parse cache', cpuPerOp(RUNS.fast.warmup, RUNS.fast.iterations, () => thresholdSignature(FAST_WARM, fastKey, MESSAGE)));
   return rows;
 }
 
@@ -119,15 +76,15 @@ interface CpuProfile {
 
 /** Self time by function (native frames, i.e. libsodium calls, keep the name V8 gives them). */
 async function profileFast(): Promise<{ function: string; file: string; percent: number }[]> {
-  const key = deal(fastFrost, PROFILE.n, PROFILE.t);
-  for (let i = 0; i < 50; i++) thresholdSignature(FAST_COLD, key);
+  const key = dealtKey(PROFILE.n, PROFILE.t, fastFrost);
+  for (let i = 0; i < 50; i++) thresholdSignature(FAST_COLD, key, MESSAGE);
   const session = new Session();
   session.connect();
   try {
     await session.post('Profiler.enable');
     await session.post('Profiler.setSamplingInterval', { interval: PROFILE.samplingIntervalUs });
     await session.post('Profiler.start');
-    for (let i = 0; i < PROFILE.iterations; i++) thresholdSignature(FAST_COLD, key);
+    for (let i = 0; i < PROFILE.iterations; i++) thresholdSignature(FAST_COLD, key, MESSAGE);
     const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: CpuProfile };
     const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
     const self = new Map<string, number>();

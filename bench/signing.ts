@@ -23,9 +23,10 @@ import { closeSync, openSync, readdirSync, readSync, statSync, watch, type FSWat
 import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { ed25519, ed25519_FROST as frost } from '@noble/curves/ed25519.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { DynamoCommitmentPool } from '../lib/aws/commitment-pool.js';
-import { clearFastFrostCache, fastFrost } from '../lib/crypto/fast-frost.js';
+import { fastFrost } from '../lib/crypto/fast-frost.js';
+import { cpuPerOp, dealtKey, FAST_COLD, STOCK, thresholdSignature } from './frost-workload.js';
 import { isValidPublicPoint } from '../lib/crypto/frost.js';
 import { fromHex, toB64, toHex, utf8 } from '../lib/encoding.js';
 import { ROOT, type LocalStack } from '../tools/local-stack.js';
@@ -339,66 +340,15 @@ function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'signing' | 'keyId'>
 
 // ---------------------------------------------------------------- in-process CPU cost
 
-type Suite = typeof frost;
-type Dealt = ReturnType<Suite['trustedDealer']>;
-
-/** A FROST suite as one threshold signature uses it. */
-interface Roles {
-  suite: Suite;
-  /** The final check of the aggregate as a plain Ed25519 signature. */
-  verify: (sig: Uint8Array, msg: Uint8Array, pk: Uint8Array) => boolean;
-  /** Called where a new process would start (each signer's signShare, the coordinator's part). */
-  newProcess?: () => void;
-}
-
-/** Noble's stock suite, final check by noble's ed25519.verify (what this section always measured). */
-const STOCK: Roles = { suite: frost, verify: (sig, msg, pk) => ed25519.verify(sig, msg, pk) };
-/**
- * The suite the service signs with (via lib/crypto/suite.ts), final check by its own verify as
- * the coordinator does; its point-parse cache cleared per role, as separate Lambdas see it
- * (bench/frost-cpu.ts's "fresh process per role" row).
- */
-const FAST: Roles = { suite: fastFrost, verify: (sig, msg, pk) => fastFrost.verify(sig, msg, pk), newProcess: clearFastFrostCache };
-
-function dealt(n: number, t: number, suite: Suite = frost): { deal: Dealt; signers: string[] } {
-  const ids = Array.from({ length: n }, (_, i) => suite.Identifier.fromNumber(i + 1));
-  return { deal: suite.trustedDealer({ min: t, max: n }, ids), signers: ids.slice(0, t) };
-}
-
-/** One complete threshold signature, as coordinator and nodes compute it, minus I/O and encodings. */
-function thresholdSignature({ deal, signers }: { deal: Dealt; signers: string[] }, msg: Uint8Array, { suite, verify, newProcess }: Roles = STOCK): void {
-  const gens = signers.map((id) => suite.commit(deal.secretShares[id]!));
-  const commitments = gens.map((g) => g.commitments).sort((a, b) => a.identifier.localeCompare(b.identifier));
-  const shares: Record<string, Uint8Array> = {};
-  signers.forEach((id, i) => {
-    newProcess?.();
-    shares[id] = suite.signShare(deal.secretShares[id]!, deal.public, gens[i]!.nonces, commitments, msg);
-  });
-  newProcess?.();
-  for (const id of signers) if (!suite.verifyShare(deal.public, commitments, msg, id, shares[id]!)) throw new Error(`share of ${id} fails verification`);
-  const sig = suite.aggregate(deal.public, commitments, msg, shares);
-  if (!verify(sig, msg, deal.public.commitments[0]!)) throw new Error('aggregate signature fails verification');
-}
-
-/** CPU (user + system, whole process) and wall time per operation, microseconds, after warm-up. */
-function cpuPerOp(warmup: number, iterations: number, op: () => void): { cpuUs: number; wallUs: number } {
-  for (let i = 0; i < warmup; i++) op();
-  const wall = performance.now();
-  const cpu = process.cpuUsage();
-  for (let i = 0; i < iterations; i++) op();
-  const used = process.cpuUsage(cpu);
-  return { cpuUs: (used.user + used.system) / iterations, wallUs: (elapsed(wall) * 1000) / iterations };
-}
-
 /** The operations compared, for one federation's key. */
 function operations(fed: { n: number; t: number }): { threshold: () => void; fast: () => void; plain: () => void } {
-  const key = dealt(fed.n, fed.t);
-  const fastKey = dealt(fed.n, fed.t, fastFrost);
+  const key = dealtKey(fed.n, fed.t);
+  const fastKey = dealtKey(fed.n, fed.t, fastFrost);
   const sk = ed25519.utils.randomSecretKey();
   const pk = ed25519.getPublicKey(sk);
   return {
-    threshold: () => thresholdSignature(key, CPU_MESSAGE),
-    fast: () => thresholdSignature(fastKey, CPU_MESSAGE, FAST),
+    threshold: () => thresholdSignature(STOCK, key, CPU_MESSAGE),
+    fast: () => thresholdSignature(FAST_COLD, fastKey, CPU_MESSAGE),
     plain: () => {
       if (!ed25519.verify(ed25519.sign(CPU_MESSAGE, sk), CPU_MESSAGE, pk)) throw new Error('plain signature fails verification');
     },
@@ -482,12 +432,12 @@ interface CpuProfile {
 
 /** Profile the threshold-signature loop in-process; returns the raw profile. */
 async function profileThresholdLoop(): Promise<CpuProfile> {
-  const key = dealt(PROFILE.n, PROFILE.t);
-  for (let i = 0; i < CPU.threshold.warmup; i++) thresholdSignature(key, CPU_MESSAGE);
+  const key = dealtKey(PROFILE.n, PROFILE.t);
+  for (let i = 0; i < CPU.threshold.warmup; i++) thresholdSignature(STOCK, key, CPU_MESSAGE);
   return withProfiler(async (session) => {
     await session.post('Profiler.setSamplingInterval', { interval: PROFILE.samplingIntervalUs });
     await session.post('Profiler.start');
-    for (let i = 0; i < PROFILE.iterations; i++) thresholdSignature(key, CPU_MESSAGE);
+    for (let i = 0; i < PROFILE.iterations; i++) thresholdSignature(STOCK, key, CPU_MESSAGE);
     const { profile } = await session.post('Profiler.stop');
     return profile as unknown as CpuProfile;
   });
