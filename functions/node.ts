@@ -53,8 +53,8 @@ export const handler = httpApi({
     'GET /key': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery, req.query);
       const keyId = parseKeyId(q.keyId);
-      await rt.gate.describe(client, keyId);
-      const [answer, control] = await Promise.all([rt.service.describe(keyId, q.version), rt.access.control(keyId)]);
+      const control = await rt.gate.describe(client, keyId);
+      const answer = await rt.service.describe(keyId, q.version);
       return { ...answer, ...(control ? { control: { state: control.state, policyVersion: control.policyVersion, policy: control.policy, owner: control.owner } } : {}) };
     }),
     'GET /fragment': authed(async (rt, req, _signer, client) => {

@@ -24,21 +24,27 @@ const cache = new Map<string, { at: number; record: ClientRecord | null }>();
 export class ClientDirectory {
   constructor(private readonly deps: CoordinatorDeps) {}
 
+  /** Every node's registry, grouped by what `pick` takes from it; `stopEarly` once a threshold agree. */
+  private gatherRegistries<V>(pick: (clients: ClientRecord[]) => V, stopEarly: boolean) {
+    return gather({
+      nodes: this.deps.nodes,
+      timeoutMs: this.deps.timeoutMs,
+      stopEarly,
+      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/clients' }, signal),
+      judge: (n, a): Verdict<V> => {
+        const p = listSchema.safeParse(a);
+        if (!p.success || p.data.nodeId !== n.id) return { ok: false, status: 'error', error: 'malformed client list' };
+        const value = pick(p.data.clients);
+        return { ok: true, group: sha256Hex(canonicalJson(value)), need: this.deps.threshold, value };
+      },
+    });
+  }
+
   /** One client's record, as a threshold of nodes agree on it (null when they agree it does not exist). */
   async lookup(name: string, now = Date.now()): Promise<ClientRecord | null> {
     const hit = cache.get(name);
     if (hit && now - hit.at < CACHE_MS) return hit.record;
-    const result = await gather({
-      nodes: this.deps.nodes,
-      timeoutMs: this.deps.timeoutMs,
-      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/clients' }, signal),
-      judge: (n, a): Verdict<ClientRecord | null> => {
-        const p = listSchema.safeParse(a);
-        if (!p.success || p.data.nodeId !== n.id) return { ok: false, status: 'error', error: 'malformed client list' };
-        const record = p.data.clients.find((c) => c.name === name) ?? null;
-        return { ok: true, group: sha256Hex(canonicalJson(record)), need: this.deps.threshold, value: record };
-      },
-    });
+    const result = await this.gatherRegistries((clients) => clients.find((c) => c.name === name) ?? null, true);
     const w = result.winner;
     if (!w || w.members.length < w.need) throw quorumFailure(`not enough nodes agree on client ${name}`, { nodes: result.reports });
     const record = w.members[0]!.value;
@@ -47,17 +53,7 @@ export class ClientDirectory {
   }
 
   async list() {
-    const result = await gather({
-      nodes: this.deps.nodes,
-      timeoutMs: this.deps.timeoutMs,
-      stopEarly: false,
-      call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/clients' }, signal),
-      judge: (n, a): Verdict<ClientRecord[]> => {
-        const p = listSchema.safeParse(a);
-        if (!p.success || p.data.nodeId !== n.id) return { ok: false, status: 'error', error: 'malformed client list' };
-        return { ok: true, group: sha256Hex(canonicalJson(p.data.clients)), need: this.deps.threshold, value: p.data.clients };
-      },
-    });
+    const result = await this.gatherRegistries((clients) => clients, false);
     return { clients: result.winner?.members[0]?.value ?? [], agreed: (result.winner?.members.length ?? 0) >= this.deps.threshold, nodes: result.reports };
   }
 

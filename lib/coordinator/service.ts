@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { verifyAll } from '../audit/chain.js';
+import { canonicalJson } from '../crypto/hash.js';
 import { generateX25519, parseX25519Public, seal } from '../crypto/seal.js';
 import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
 import { checkFragment, descriptorDigest, fragmentAnswerSchema, recoverSecret, type FragmentAnswer } from '../reconstruction.js';
@@ -251,12 +252,7 @@ export class Coordinator {
       }
       throw quorumFailure(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
     }
-    const states = w.members.map((m) => m.value.control).filter((c): c is { state: string; policyVersion: number } => c !== undefined);
-    const count = new Map<string, number>();
-    for (const c of states) count.set(`${c.state}|${c.policyVersion}`, (count.get(`${c.state}|${c.policyVersion}`) ?? 0) + 1);
-    const top = [...count.entries()].sort((a, b) => b[1] - a[1])[0]?.[0]?.split('|');
-    const lifecycle = top ? { state: top[0]!, policyVersion: Number(top[1]) } : {};
-    return { descriptor: w.members[0]!.value.d, lifecycle, reports };
+    return { descriptor: w.members[0]!.value.d, lifecycle: mostCommon(w.members.flatMap((m) => (m.value.control ? [{ state: m.value.control.state, policyVersion: m.value.control.policyVersion }] : []))) ?? {}, reports };
   }
 
   /** New shares of the same key for the same nodes and threshold; the old version is retired. */
@@ -387,4 +383,14 @@ export class Coordinator {
 function parseHexSecret(hex: string): Uint8Array {
   if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex)) throw new BadRequestError('invalid_secret', 'secretHex must be non-empty, even-length hex');
   return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+
+/** The value most of `xs` hold (compared as canonical JSON); undefined for none. */
+function mostCommon<T>(xs: T[]): T | undefined {
+  const count = new Map<string, { value: T; n: number }>();
+  for (const x of xs) {
+    const k = canonicalJson(x);
+    count.set(k, { value: x, n: (count.get(k)?.n ?? 0) + 1 });
+  }
+  return [...count.values()].sort((a, b) => b.n - a.n)[0]?.value;
 }

@@ -183,14 +183,17 @@ export class ClientGate {
     return { actor: actorOf(a), control: authorized };
   }
 
-  /** GET /key on behalf of a client's describe request: the describe permission. Destroyed keys answer 410 to everyone. */
-  async describe(env: ClientEnvelope | undefined, keyId: string): Promise<void> {
+  /**
+   * GET /key on behalf of a client's describe request: the describe permission. Destroyed
+   * keys answer 410 to everyone. Returns the control document it read (null for none).
+   */
+  async describe(env: ClientEnvelope | undefined, keyId: string): Promise<KeyControl | null> {
     const control = await this.access.control(keyId);
     if (control?.state === 'destroyed') throw new KeyGoneError(keyId);
-    if (!env || env.method !== 'GET' || !DESCRIBE.test(env.path)) return;
+    if (!env || env.method !== 'GET' || !DESCRIBE.test(env.path)) return control;
     const a = await this.access.authenticate(env, 'GET /key');
     sameKey(DESCRIBE.exec(env.path)!, keyId, 'description');
-    await this.access.authorize(keyId, a.who, 'describe');
+    return this.access.authorize(keyId, a.who, 'describe', control);
   }
 
   /** PUT /client: an administrator registers, updates or disables a client. */
@@ -208,7 +211,7 @@ export class ClientGate {
     const a = await this.access.authenticate(env, 'POST /key/state');
     sameKey(requireClientRoute(a, 'POST', STATE, 'a state change'), keyId, 'state change');
     if (a.body['state'] !== state) throw new ForbiddenError('client_request_mismatch', 'the client asked for another state');
-    return { actor: actorOf(a), control: await this.adminControl(keyId, a) };
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
   }
 
   /** PUT /key/policy: a new policy an administrator of the key asked for. */
@@ -216,10 +219,6 @@ export class ClientGate {
     const a = await this.access.authenticate(env, 'PUT /key/policy');
     sameKey(requireClientRoute(a, 'PUT', POLICY, 'a policy change'), keyId, 'policy change');
     if (canonicalJson(a.body['policy']) !== canonicalJson(policy)) throw new ForbiddenError('client_request_mismatch', 'the client asked for another policy');
-    return { actor: actorOf(a), control: await this.adminControl(keyId, a) };
-  }
-
-  private adminControl(keyId: string, a: Authenticated): Promise<KeyControl> {
-    return this.access.authorize(keyId, a.who, 'admin');
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
   }
 }

@@ -14,7 +14,7 @@ import { withClientRequest } from '../../lib/coordinator/client-context';
 import { NodeClient } from '../../lib/coordinator/node-client';
 import { signApproval, type ApprovalRequest, type ClientEnvelope } from '../../lib/crypto/client-auth';
 import { generateX25519 } from '../../lib/crypto/seal';
-import { generateSigningKey, signRequest, HEADERS } from '../../lib/crypto/request-signing';
+import { generateSigningKey } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
 import { scanLogForSecrets, scanTablesForSecrets } from '../support/log-scan';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
