@@ -7,8 +7,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** Rewrites a JSON answer in flight: a compromised node that still holds its keys. */
-export type Rewrite = (path: string, answer: any, request: any) => any;
+/** Rewrites a JSON answer in flight: a compromised node that still holds its keys. `http` is the request's URL and headers. */
+export type Rewrite = (path: string, answer: any, request: any, http: { url: string; headers: http.IncomingHttpHeaders }) => any;
 
 export type ProxyMode = { kind: 'up' } | { kind: 'down' } | { kind: 'slow'; delayMs: number } | { kind: 'tamper'; rewrite: Rewrite };
 
@@ -97,7 +97,7 @@ export class NodeProxy {
               try {
                 const path = (req.url ?? '/').split('?')[0]!;
                 const requestJson = body.length ? JSON.parse(body.toString('utf8')) : undefined;
-                text = JSON.stringify(rewrite(path, JSON.parse(text), requestJson));
+                text = JSON.stringify(rewrite(path, JSON.parse(text), requestJson, { url: req.url ?? '/', headers: req.headers }));
               } catch {
                 // Not JSON: pass it through unchanged.
               }

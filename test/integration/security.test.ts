@@ -12,7 +12,9 @@ import type { LocalStack } from '../../tools/local-stack';
 import type { ClientIdentity } from '../../lib/client/signer';
 import { withClientRequest } from '../../lib/coordinator/client-context';
 import { NodeClient } from '../../lib/coordinator/node-client';
-import { signApproval, type ApprovalRequest, type ClientEnvelope } from '../../lib/crypto/client-auth';
+import { decodeEnvelope, signApproval, type ApprovalRequest, type ClientEnvelope } from '../../lib/crypto/client-auth';
+import { signStatement } from '../../lib/crypto/identity';
+import { fragmentStatement } from '../../lib/reconstruction';
 import { generateX25519 } from '../../lib/crypto/seal';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
@@ -278,6 +280,55 @@ describe('key lifecycle (NIST SP 800-57)', () => {
   });
 });
 
+describe('end to end, with nodes down or lying', () => {
+  afterEach(async () => {
+    for (const id of stack.proxies.keys()) await stack.setNode(id, { kind: 'up' });
+  });
+
+  it('reconstructs with n−t nodes down and names them', async () => {
+    await stack.setNode('node2', { kind: 'down' });
+    const r = await reconstructEndToEnd(stack, 'shared', alice);
+    expect(r.status).toBe(200);
+    expect(r.body.secret.hex).toBe(SHARED);
+    expect(r.body.nodes.find((n: { nodeId: string }) => n.nodeId === 'node2').status).toBe('unreachable');
+  });
+
+  it('a node that lies (a wrong share it signs with its own key) is named by the client, left out, and audited', async () => {
+    // A compromised node1: it still holds its identity key, so its lie is signed.
+    const node1Key = fromB64(stack.secrets['node1']!['signingPrivate']!);
+    await stack.setNode('node1', {
+      kind: 'tamper',
+      rewrite: (p, answer, _req, http) => {
+        if (!p.endsWith('/fragment')) return answer;
+        const ct = Buffer.from(answer.sealedShare.ct, 'base64');
+        ct[0] = ct[0]! ^ 1;
+        const lie = { ...answer, sealedShare: { ...answer.sealedShare, ct: ct.toString('base64') } };
+        const recipient = new URL(http.url, 'http://x').searchParams.get('recipient')!;
+        const requestId = decodeEnvelope(String(http.headers['x-fedkms-client-auth'])).requestId;
+        return { ...lie, signature: signStatement(node1Key, fragmentStatement(lie, recipient, requestId)) };
+      },
+    });
+    // Slow node3 a little so node1 is among the first answers.
+    await stack.setNode('node3', { kind: 'slow', delayMs: 300 });
+    const r = await reconstructEndToEnd(stack, 'shared', alice);
+    expect(r.status).toBe(200);
+    expect(r.body.secret.hex).toBe(SHARED);
+    expect(r.rejected).toEqual([{ nodeId: 'node1', reason: 'sealed share does not open' }]);
+    expect(r.body.usedNodes.sort()).toEqual(['node2', 'node3']);
+    const audit = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable }));
+    expect(JSON.stringify((audit.Items ?? []).filter((i) => i['action']?.S === 'fragment.rejected' && i['keyId']?.S === 'shared'))).toContain('node1');
+  });
+
+  it('with more than n−t nodes down it fails cleanly and releases nothing', async () => {
+    await stack.setNode('node1', { kind: 'down' });
+    await stack.setNode('node2', { kind: 'down' });
+    const r = await reconstructEndToEnd(stack, 'shared', alice);
+    expect(r.status).toBe(503);
+    expect(r.body.error.code).toBe('quorum_not_reached');
+    expect(r.body.fragments).toBeUndefined();
+  });
+});
+
 // ------------------------------------------------------------------ hostile requests
 
 type Case = [name: string, send: () => Promise<Api>, status: number, code: string];
@@ -292,6 +343,9 @@ const cases: Case[] = [
   ['unknown field in a policy', () => call(stack, 'PUT', '/keys/shared/policy', { body: { policy: { sign: [], superuser: true } } }), 400, 'invalid_input'],
   ['oversized body', () => call(stack, 'POST', '/keys', { rawBody: JSON.stringify({ keyId: 'big', secretHex: 'ab'.repeat(40_000) }) }), 413, 'payload_too_large'],
   ['unknown lifecycle state', () => call(stack, 'POST', '/keys/life/state', { body: { state: 'zombie' } }), 400, 'invalid_input'],
+  ['approvals listing without a key id', () => call(stack, 'GET', '/approvals'), 400, 'invalid_input'],
+  ['oversized client registration', () => call(stack, 'POST', '/clients', { rawBody: JSON.stringify({ name: 'big', publicKey: 'x'.repeat(70_000), roles: [] }) }), 413, 'payload_too_large'],
+  ['unsigned client listing', () => call(stack, 'GET', '/clients', { as: null }), 401, 'auth_missing'],
   // Encodings, lengths and points.
   ['non-canonical base64 secret', () => call(stack, 'POST', '/keys', { body: { keyId: 'w2', secretBase64: 'QQ=x' } }), 400, 'invalid_encoding'],
   ['non-canonical base64 recipient', () => call(stack, 'POST', '/keys/shared/reconstruct', { as: alice, body: { recipient: nonCanonicalB64(recipientKey()) } }), 400, 'invalid_encoding'],
