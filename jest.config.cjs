@@ -8,7 +8,7 @@ module.exports = {
   },
   transformIgnorePatterns: ['/node_modules/(?!(@middy|@noble)/)'],
   moduleNameMapper: {
-    '^@middy/core$': '<rootDir>/node_modules/@middy/core/index.js',
+    '^@middy/(core|util)$': '<rootDir>/node_modules/@middy/$1/index.js',
     // Sources import siblings as ESM ('./x.js'); under ts-jest they are the .ts files.
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

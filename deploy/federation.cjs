@@ -81,8 +81,6 @@ function render(stage, configFile) {
         NODE_WRAP_KEY: secret(n.id, 'wrapKey'),
         NODE_X25519_PRIVATE: secret(n.id, 'x25519Private'),
         COORDINATOR_PUBLIC_KEY: secret('coordinator', 'publicKey'),
-        // The dashboard's key: nodes let it read key descriptions, never fragments.
-        DASHBOARD_PUBLIC_KEY: secret('dashboard', 'publicKey'),
         // The first administrator client; every other client is registered by an administrator.
         FEDKMS_ADMIN_PUBLIC_KEY: secret('admin', 'publicKey'),
         NODE_SIGNING_KEY: secret(n.id, 'signingPrivate'),
@@ -126,7 +124,9 @@ function render(stage, configFile) {
       ].map(([method, p]) => ({ httpApi: { method, path: `/nodes/${n.id}/${p}` } })),
     };
   }
-  // What every function that talks to the nodes sees of the federation.
+  // The API's own base URL: the dashboard reaches the coordinator there.
+  const apiUrl = local ? local.url : { 'Fn::Sub': 'https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}' };
+  // What the coordinator sees of the federation.
   const federationView = {
     ...localAws,
     AUDIT_TABLE: auditTable,
@@ -135,8 +135,8 @@ function render(stage, configFile) {
     NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
   };
   // Append to its own `<stream>#*` chains; read every chain for verification.
-  const auditAccess = (stream) => [
-    { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${stream}#*`] } } },
+  const auditAccess = (...streams) => [
+    { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query'], Resource: [tableArn(auditTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': streams.map((st) => `${st}#*`) } } },
     { Effect: 'Allow', Action: ['dynamodb:Scan'], Resource: [tableArn(auditTable)] },
   ];
   functions.reconstruct = {
@@ -147,6 +147,8 @@ function render(stage, configFile) {
     environment: {
       ...federationView,
       COORDINATOR_SIGNING_KEY: secret('coordinator', 'privateKey'),
+      // The dashboard function's key: accepted on the two /federation routes only.
+      DASHBOARD_PUBLIC_KEY: secret('dashboard', 'publicKey'),
       POOL_TABLE: poolTable,
       APPROVALS_TABLE: approvalsTable,
       REPLAY_TABLE: replayTable,
@@ -154,7 +156,8 @@ function render(stage, configFile) {
     // The coordinator reads no bucket; it writes its own audit stream and reads all for verification.
     // Plus the pre-published commitments (public values) it relays for one-round signing.
     iamRoleStatements: [
-      ...auditAccess('reconstruct'),
+      // Its own chains, plus the `dashboard` chains where it records sign-ins the dashboard refused.
+      ...auditAccess('reconstruct', 'dashboard'),
       { Effect: 'Allow', Action: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem'], Resource: [tableArn(poolTable)] },
       // Client request ids it has seen: only its own `coordinator#` rows.
       { Effect: 'Allow', Action: ['dynamodb:PutItem'], Resource: [tableArn(replayTable)], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['coordinator#*'] } } },
@@ -179,23 +182,27 @@ function render(stage, configFile) {
       ['PUT', '/keys/{keyId}/policy'],
       ['GET', '/approvals'],
       ['POST', '/approvals'],
+      ['GET', '/federation/state'],
+      ['POST', '/federation/refusals'],
       // Defence in depth: with apiAuthorizer "aws_iam", API Gateway also demands SigV4 from an
       // IAM principal. Clients still sign every request themselves and nodes still check it.
-    ].map(([method, p]) => ({ httpApi: { method, path: p, ...(cfg.apiAuthorizer === 'aws_iam' && p !== '/status' ? { authorizer: { type: 'aws_iam' } } : {}) } })),
+      // The /federation routes answer the dashboard function only (its own signed key), which holds
+      // no IAM permission to sign with: they stay outside the IAM authorizer, like /status.
+    ].map(([method, p]) => ({ httpApi: { method, path: p, ...(cfg.apiAuthorizer === 'aws_iam' && p !== '/status' && !p.startsWith('/federation/') ? { authorizer: { type: 'aws_iam' } } : {}) } })),
   };
   functions.dashboard = {
     handler: 'functions/dashboard.handler',
     description: 'fedkms dashboard: node health, fragment availability, events, security log (read-only)',
     timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
     environment: {
-      ...federationView,
-      // Its own signing identity and viewer token: no coordinator key, no API token.
+      COORDINATOR_URL: apiUrl,
+      // Its own signing identity and viewer token: no coordinator key, no client key.
       DASHBOARD_SIGNING_KEY: secret('dashboard', 'privateKey'),
       DASHBOARD_TOKEN: secret('dashboard', 'viewerToken'),
     },
-    // Least privilege: no bucket, no KMS key, no replay table. It reads the audit table
-    // and appends only to its own `dashboard#*` chains (refused sign-ins).
-    iamRoleStatements: auditAccess('dashboard'),
+    // Least privilege: no AWS permission beyond its own logs. It reaches no node, bucket or
+    // table; the coordinator serves it the state document over a call signed with its key.
+    iamRoleStatements: [],
     events: [
       ['GET', '/dashboard'],
       ['GET', '/dashboard/api/state'],

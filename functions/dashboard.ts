@@ -1,8 +1,9 @@
 /**
  * The operator dashboard: `GET /dashboard` (the page) and `GET /dashboard/api/state`
  * (the JSON it polls). Sign in with the dashboard viewer token (HTTP Basic password,
- * any user name, or a bearer token). Read-only: it signs node calls as `dashboard`,
- * which nodes allow to read key descriptions only, and it reads no bucket.
+ * any user name, or a bearer token). Read-only and without AWS permissions: the state
+ * comes from the coordinator, over a call signed with the dashboard's own key, which the
+ * coordinator accepts for that and for recording refused sign-ins, nothing else.
  */
 import { DASHBOARD_REALM } from '../lib/dashboard/auth.js';
 import { PAGE_HEADERS, renderPage } from '../lib/dashboard/page.js';
@@ -14,7 +15,7 @@ const obs = telemetry('fedkms-dashboard');
 
 const authed = <T>(fn: (rt: ReturnType<typeof dashboardRuntime>, req: HttpRequest) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = dashboardRuntime(process.env, obs);
+    const rt = dashboardRuntime(process.env);
     await rt.authenticate(req);
     return fn(rt, req);
   };

@@ -2,7 +2,8 @@
  * The public API (the "secure aggregator"): keys, signing, reconstruction, clients,
  * lifecycle, policies, approvals and audit verification. Stateless: any number of
  * copies can run. Every route but /status needs a client-signed request; the nodes
- * check that same request again before they release or change anything.
+ * check that same request again before they release or change anything. The two
+ * /federation routes serve the dashboard function, signed with its own key.
  */
 import { z } from 'zod';
 import { coordinatorRuntime, type ClientCall } from '../lib/coordinator/runtime.js';
@@ -33,6 +34,13 @@ const relayed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Pro
   async (req: HttpRequest) => {
     const rt = coordinatorRuntime(process.env, obs);
     return rt.asClient(req, (call) => fn(rt, req, call), 'nodes');
+  };
+/** The dashboard function's calls: its key is accepted on these routes only. */
+const fromDashboard = <T>(fn: (rt: Runtime, req: HttpRequest) => Promise<T>) =>
+  async (req: HttpRequest) => {
+    const rt = coordinatorRuntime(process.env, obs);
+    await rt.dashboard.authenticate(req);
+    return fn(rt, req);
   };
 const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
 
@@ -71,5 +79,8 @@ export const handler = httpApi({
       return rt.admin.approval(input, who, actor, async (keyId) => (await rt.coordinator.describeKey(keyId)).key.version);
     }),
     'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),
+    // The dashboard function's two calls, signed with its own key (not a client's).
+    'GET /federation/state': fromDashboard((rt) => rt.dashboard.state()),
+    'POST /federation/refusals': fromDashboard((rt, req) => rt.dashboard.recordRefusal(req.body)),
   },
 });

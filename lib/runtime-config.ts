@@ -37,8 +37,6 @@ const nodeSchema = z.object({
   NODE_WRAP_KEY: b64Key(32),
   NODE_X25519_PRIVATE: b64Key(32),
   COORDINATOR_PUBLIC_KEY: b64Key(32),
-  /** The dashboard's Ed25519 key: it may read key descriptions, never fragments (lib/node/auth.ts). */
-  DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
   /** The first administrator client's Ed25519 key (lib/node/access.ts); others are registered by an administrator. */
   FEDKMS_ADMIN_PUBLIC_KEY: b64Key(32).optional(),
   /** The node's own Ed25519 identity key: signs its DKG messages. */
@@ -72,6 +70,10 @@ const coordinatorSchema = z.object({
   APPROVALS_TABLE: z.string().min(1).optional(),
   MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
   NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
+  /** The dashboard function's Ed25519 key: it may read the dashboard state here, nothing else (lib/coordinator/dashboard-feed.ts). */
+  DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
+  DASHBOARD_MAX_KEYS: z.coerce.number().int().min(1).max(500).default(25),
+  DASHBOARD_AUDIT_SCAN_MAX: z.coerce.number().int().min(100).max(1_000_000).default(20_000),
 });
 
 export type NodeConfig = z.infer<typeof nodeSchema>;

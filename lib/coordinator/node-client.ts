@@ -26,8 +26,6 @@ export type Fetch = typeof fetch;
 export type CallObserver = (nodeId: string, outcome: 'ok' | 'http_error' | 'network' | 'aborted', latencyMs: number) => void;
 
 export interface NodeClientOptions {
-  /** The signer name nodes look the verification key up by (default `coordinator`). */
-  signer?: string;
   observe?: CallObserver;
 }
 
@@ -72,7 +70,7 @@ export class NodeClient {
       signal,
       headers: {
         'content-type': 'application/json',
-        [HEADERS.signer]: this.opts.signer ?? 'coordinator',
+        [HEADERS.signer]: 'coordinator',
         // Unsigned on purpose: it only labels log lines, and nodes check its format.
         ...(correlationId ? { [CORRELATION_HEADER]: correlationId } : {}),
         ...(clientHeader ? { [ENVELOPE_HEADER]: clientHeader } : {}),

@@ -13,6 +13,7 @@ import { coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
 import { Administration } from './admin.js';
 import { withClientRequest } from './client-context.js';
 import { authenticateClient, checkFreshness, ClientDirectory } from './clients.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
 
@@ -25,8 +26,8 @@ export interface FederationView {
   NODE_TIMEOUT_MS: number;
 }
 
-/** A Coordinator over the configured nodes, signing as `signer`, with per-node metrics when telemetry is on. */
-export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: string | undefined }, signingKey: Uint8Array, telemetry?: Telemetry, signer?: string) {
+/** A Coordinator over the configured nodes, with per-node metrics when telemetry is on. */
+export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: string | undefined }, signingKey: Uint8Array, telemetry?: Telemetry) {
   const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
   const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
   const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
@@ -34,7 +35,7 @@ export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: strin
     nodes: cfg.FEDKMS_NODES,
     threshold: cfg.FEDKMS_THRESHOLD,
     timeoutMs: cfg.NODE_TIMEOUT_MS,
-    client: new NodeClient(signingKey, fetch, { ...(signer ? { signer } : {}), ...(observe ? { observe } : {}) }),
+    client: new NodeClient(signingKey, fetch, observe ? { observe } : {}),
     audit,
     ...(pool ? { pool } : {}),
   };
@@ -69,5 +70,17 @@ export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemet
     }
     return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));
   };
-  return { cfg, coordinator, admin, asClient };
+  const dashboard = new DashboardFeed({
+    federation: coordinator,
+    audit,
+    replay,
+    dashboardPublicKey: cfg.DASHBOARD_PUBLIC_KEY,
+    threshold: cfg.FEDKMS_THRESHOLD,
+    nodeIds: cfg.FEDKMS_NODES.map((n) => n.id),
+    maxKeys: cfg.DASHBOARD_MAX_KEYS,
+    maxAuditItems: cfg.DASHBOARD_AUDIT_SCAN_MAX,
+    maxSkewS: cfg.MAX_CLOCK_SKEW_S,
+    ownStream: AUDIT_STREAM,
+  });
+  return { cfg, coordinator, admin, asClient, dashboard };
 }

@@ -1,69 +1,84 @@
-/** Wires the dashboard from its function's environment: a read-only Coordinator and the audit table. */
-import { z } from 'zod';
-import { recordRefusal } from '../audit/refusal.js';
-import { federationCoordinator } from '../coordinator/runtime.js';
+/**
+ * Wires the dashboard from its function's environment. The dashboard holds no AWS
+ * permission and reaches no node: it checks the viewer token, renders the page, and
+ * asks the coordinator for the state document over one signed call
+ * (lib/coordinator/dashboard-feed.ts). Configuration is checked by hand, not with zod,
+ * because this function's cold start is measured against a budget (bench/cold-start.ts).
+ */
 import { fromB64 } from '../encoding.js';
 import type { HttpRequest } from '../http/api.js';
-import type { Telemetry } from '../observability.js';
-import { nodeEntry } from '../runtime-config.js';
 import { requireViewer } from './auth.js';
-import { dashboardState } from './state.js';
+import { CoordinatorLink } from './coordinator-link.js';
+import type { DashboardState } from './state.js';
 
-export const DASHBOARD_STREAM = 'dashboard';
-
-const schema = z.object({
-  AUDIT_TABLE: z.string().min(1),
-  AWS_REGION: z.string().default('us-east-1'),
-  FEDKMS_DYNAMODB_ENDPOINT: z.string().url().optional(),
-  FEDKMS_THRESHOLD: z.coerce.number().int().min(1),
-  FEDKMS_NODES: z.string().transform((s, ctx) => {
-    const parsed = z.array(nodeEntry).min(1).safeParse(JSON.parse(s));
-    if (!parsed.success) ctx.addIssue({ code: 'custom', message: 'FEDKMS_NODES is not a valid node list' });
-    return parsed.success ? parsed.data : [];
-  }),
-  NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
-  /** The dashboard's own Ed25519 key: nodes let it read key descriptions only. */
-  DASHBOARD_SIGNING_KEY: z.string().transform((s, ctx) => {
-    const raw = fromB64(s);
-    if (raw.length !== 32) ctx.addIssue({ code: 'custom', message: 'expected 32 bytes' });
-    return raw;
-  }),
-  DASHBOARD_TOKEN: z.string().min(16),
-  DASHBOARD_REFRESH_S: z.coerce.number().int().min(2).max(300).default(5),
-  DASHBOARD_MAX_KEYS: z.coerce.number().int().min(1).max(500).default(25),
-  DASHBOARD_AUDIT_SCAN_MAX: z.coerce.number().int().min(100).max(1_000_000).default(20_000),
-});
-
-export type DashboardConfig = z.infer<typeof schema>;
-
-export function dashboardConfig(env: NodeJS.ProcessEnv = process.env): DashboardConfig {
-  const r = schema.safeParse(env);
-  if (!r.success) throw new Error(`invalid function configuration: ${r.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-  return r.data;
+export interface DashboardConfig {
+  COORDINATOR_URL: string;
+  /** The dashboard's own Ed25519 key: the coordinator lets it read the dashboard state, nothing else. */
+  DASHBOARD_SIGNING_KEY: Uint8Array;
+  DASHBOARD_TOKEN: string;
+  DASHBOARD_REFRESH_S: number;
+  COORDINATOR_TIMEOUT_MS: number;
 }
 
-export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
+const bad = (name: string) => new Error(`invalid function configuration: ${name}`);
+
+function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw bad(name);
+  return n;
+}
+
+function httpUrl(env: NodeJS.ProcessEnv, name: string): string {
+  const raw = env[name] ?? '';
+  try {
+    const u = new URL(raw);
+    if (u.protocol === 'https:' || u.protocol === 'http:') return raw;
+  } catch {
+    // fall through
+  }
+  throw bad(name);
+}
+
+export function dashboardConfig(env: NodeJS.ProcessEnv = process.env): DashboardConfig {
+  let key: Uint8Array;
+  try {
+    key = fromB64(env['DASHBOARD_SIGNING_KEY'] ?? '');
+  } catch {
+    throw bad('DASHBOARD_SIGNING_KEY');
+  }
+  if (key.length !== 32) throw bad('DASHBOARD_SIGNING_KEY');
+  const token = env['DASHBOARD_TOKEN'] ?? '';
+  if (token.length < 16) throw bad('DASHBOARD_TOKEN');
+  return {
+    COORDINATOR_URL: httpUrl(env, 'COORDINATOR_URL'),
+    DASHBOARD_SIGNING_KEY: key,
+    DASHBOARD_TOKEN: token,
+    DASHBOARD_REFRESH_S: int(env, 'DASHBOARD_REFRESH_S', 2, 300, 5),
+    COORDINATOR_TIMEOUT_MS: int(env, 'COORDINATOR_TIMEOUT_MS', 100, 60_000, 20_000),
+  };
+}
+
+export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, fetchImpl: typeof fetch = fetch) {
   const cfg = dashboardConfig(env);
-  const { coordinator: federation, audit } = federationCoordinator(cfg, cfg.DASHBOARD_SIGNING_KEY, telemetry, 'dashboard');
-  /** Wrong credentials are audited (best effort); a missing one is the browser's normal first request, so it is not. */
+  const coordinator = new CoordinatorLink(cfg.COORDINATOR_URL, cfg.DASHBOARD_SIGNING_KEY, cfg.COORDINATOR_TIMEOUT_MS, fetchImpl);
+  /**
+   * Wrong credentials are reported to the coordinator, which audits them (best effort: the
+   * refusal stands either way). A missing one is the browser's normal first request, so it is not.
+   */
   const authenticate = async (req: HttpRequest): Promise<string> => {
     try {
       return requireViewer(req.headers, cfg.DASHBOARD_TOKEN);
     } catch (e) {
-      if ((e as { code?: string }).code !== 'auth_missing') {
-        await recordRefusal(audit, DASHBOARD_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp });
+      const code = (e as { code?: string }).code;
+      if (code && code !== 'auth_missing') {
+        const report = { code, method: req.method, path: req.rawPath.slice(0, 200), ...(req.sourceIp ? { sourceIp: req.sourceIp.slice(0, 64) } : {}) };
+        await coordinator.call('POST', '/federation/refusals', report).catch(() => undefined);
       }
       throw e;
     }
   };
-  const state = () =>
-    dashboardState({
-      federation,
-      audit,
-      threshold: cfg.FEDKMS_THRESHOLD,
-      nodeIds: cfg.FEDKMS_NODES.map((n) => n.id),
-      maxKeys: cfg.DASHBOARD_MAX_KEYS,
-      maxAuditItems: cfg.DASHBOARD_AUDIT_SCAN_MAX,
-    });
+  const state = async () => (await coordinator.call('GET', '/federation/state')) as DashboardState;
   return { cfg, authenticate, state };
 }

@@ -7,7 +7,7 @@ import { identifierFor } from '../crypto/shares.js';
 import type { HttpRequest } from '../http/api.js';
 import { nodeConfig } from '../runtime-config.js';
 import { recordRefusal } from '../audit/refusal.js';
-import { authenticateServiceRequest, authorizeSigner } from './auth.js';
+import { authenticateServiceRequest } from '../access/service-auth.js';
 import { NodeDkg } from './dkg.js';
 import { NodeService, auditStream } from './service.js';
 import { SessionVault } from './sessions.js';
@@ -41,17 +41,14 @@ export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
   /** Authenticate and authorize the signer for this route; refusals are audited (best effort) and rethrown. */
   const authenticate = async (req: HttpRequest) => {
     const path = logicalPath(req);
-    let signer: string | undefined;
     try {
-      const r = await authenticateServiceRequest(
+      // Only the coordinator may call a node: it relays each client's own signed request.
+      return await authenticateServiceRequest(
         { method: req.method, path, query: req.query, body: req.rawBody, headers: req.headers },
-        { nodeId: cfg.NODE_ID, coordinatorPublicKey: cfg.COORDINATOR_PUBLIC_KEY, otherSigners: { dashboard: cfg.DASHBOARD_PUBLIC_KEY }, maxSkewS: cfg.MAX_CLOCK_SKEW_S, replay },
+        { audience: cfg.NODE_ID, signers: { coordinator: cfg.COORDINATOR_PUBLIC_KEY }, defaultSigner: 'coordinator', replayScope: cfg.NODE_ID, maxSkewS: cfg.MAX_CLOCK_SKEW_S, replay },
       );
-      signer = r.signer;
-      authorizeSigner(r.signer, req.method, path);
-      return r;
     } catch (e) {
-      await recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path, sourceIp: req.sourceIp, signer });
+      await recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path, sourceIp: req.sourceIp });
       throw e;
     }
   };

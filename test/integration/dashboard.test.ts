@@ -4,7 +4,7 @@
  * stopped and one fragment tampered with, and the page, refreshing itself, must show
  * the node down, the quorum margins dropping, the reconstruction events and the tamper
  * event naming the node. Screenshots go to artifacts/. Then: refused sign-ins, the
- * dashboard's read-only node identity, correlation ids and metrics in the logs, and a
+ * dashboard's key (the coordinator's state route only, no node), correlation ids and metrics in the logs, and a
  * scan of the whole run's logs for key and share material.
  */
 import { randomUUID } from 'node:crypto';
@@ -33,6 +33,15 @@ function signedNodeRequest(nodeId: string, path: string, query: Record<string, s
   const url = `${stack.proxies.get(nodeId)!.url}${path}?${new URLSearchParams(query)}`;
   const headers = { [HEADERS.signer]: signer, [HEADERS.signature]: signature, [HEADERS.timestamp]: timestamp, [HEADERS.requestId]: requestId };
   return () => fetch(url, { headers }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+}
+
+/** A request to the coordinator's /federation routes signed with `key` as the dashboard (what the dashboard function sends). */
+function signedCoordinatorRequest(path: string, key: string) {
+  const timestamp = String(Date.now());
+  const requestId = randomUUID();
+  const signature = signRequest(fromB64(key), { method: 'GET', audience: 'coordinator', path, query: {}, body: '', timestamp, requestId });
+  const headers = { [HEADERS.signer]: 'dashboard', [HEADERS.signature]: signature, [HEADERS.timestamp]: timestamp, [HEADERS.requestId]: requestId };
+  return () => fetch(`${stack.url}${path}`, { headers }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 }
 
 const viewerToken = () => stack.secrets['dashboard']!['viewerToken']!;
@@ -143,19 +152,29 @@ describe('dashboard access', () => {
     expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'; script-src 'sha256-/);
   });
 
-  it("the dashboard's node identity can read key descriptions but never a fragment (refusal audited)", async () => {
+  it("the dashboard's key opens the dashboard state on the coordinator, once per request, and nothing on a node", async () => {
     const key = stack.secrets['dashboard']!['privateKey']!;
+    // No node knows the dashboard's key: not even a key description (refusal audited by the node).
     const read = await signedNodeRequest('node1', '/key', { keyId: 'example' }, key, 'dashboard')();
-    expect(read.status).toBe(200);
-    expect(read.body.descriptor.keyId).toBe('example');
-    const steal = await signedNodeRequest('node1', '/fragment', { keyId: 'example', recipient: toB64(generateX25519().publicKey) }, key, 'dashboard')();
-    expect(steal.status).toBe(403);
-    expect(steal.body.error.code).toBe('signer_not_allowed');
+    expect(read.status).toBe(401);
+    expect(read.body.error.code).toBe('signer_unknown');
     // Relabelling a dashboard-signed request as the coordinator's does not verify.
     const relabelled = await signedNodeRequest('node1', '/fragment', { keyId: 'example', recipient: toB64(generateX25519().publicKey) }, key, 'coordinator')();
     expect(relabelled.status).toBe(401);
+    expect(relabelled.body.error.code).toBe('signature_invalid');
+    // On the coordinator: the signed state call works once; its replay, an unsigned call and another key are refused.
+    const send = signedCoordinatorRequest('/federation/state', key);
+    const first = await send();
+    expect(first.status).toBe(200);
+    expect(first.body.federation.threshold).toBe(2);
+    expect((await send()).body.error.code).toBe('request_replayed');
+    expect((await fetch(`${stack.url}/federation/state`)).status).toBe(401);
+    expect((await signedCoordinatorRequest('/federation/state', stack.secrets['coordinator']!['privateKey']!)()).body.error.code).toBe('signature_invalid');
     const state = await fetch(`${stack.url}/dashboard/api/state`, { headers: { authorization: `Bearer ${viewerToken()}` } }).then((r) => r.json() as Promise<any>);
-    expect(state.security).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'denied', nodeId: 'node1' })]));
+    expect(state.security).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'auth', nodeId: 'node1' })]));
+    // The wrong passwords above, refused by the dashboard and audited through the coordinator.
+    expect(state.security).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'auth', component: 'dashboard', detail: expect.stringMatching(/auth_invalid GET \/dashboard\/api\/state/) })]));
+    expect(state.security).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'replay', component: 'reconstruct' })]));
     expect(state.audit.verified).toBe(true);
   });
 });

@@ -80,21 +80,18 @@ describe.each([
     expect(JSON.stringify(nodes)).toContain(`/nodes/${nodeIds.at(-1)}`);
   });
 
-  it('gives the dashboard its own read-only role: no bucket, no KMS, no replay table, its own audit rows', () => {
+  it('gives the dashboard no AWS permission but its logs, and only the coordinator knows its key', () => {
     const st = statementsOf(t, 'DashboardIamRoleLambdaExecution');
-    expect(st.flatMap(actions).filter((a) => a.startsWith('s3:') || a.startsWith('kms:'))).toEqual([]);
-    expect(JSON.stringify(st)).not.toMatch(/FragmentBucket|FragmentKey|-replay/);
-    for (const s of st.filter((s) => actions(s).some((a) => a === 'dynamodb:PutItem'))) {
-      expect(Object.values(s.Condition ?? {}).flatMap((c) => c['dynamodb:LeadingKeys'] ?? [])).toEqual(['dashboard#*']);
-    }
-    expect(st.flatMap(actions).filter((a) => !a.startsWith('logs:')).every((a) => ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan'].includes(a))).toBe(true);
+    expect(st.flatMap(actions).filter((a) => !a.startsWith('logs:'))).toEqual([]);
     const vars = t.Resources['DashboardLambdaFunction']!.Properties.Environment.Variables;
-    // Its own identity and viewer token: never the coordinator's signing key or the API token.
-    expect(vars.COORDINATOR_SIGNING_KEY).toBeUndefined();
-    expect(vars.API_TOKEN).toBeUndefined();
+    // Its own identity and viewer token: never the coordinator's signing key, a node list or a table.
+    expect(Object.keys(vars).sort()).toEqual(['COORDINATOR_URL', 'DASHBOARD_SIGNING_KEY', 'DASHBOARD_TOKEN', 'FEDKMS_STAGE', 'FEDKMS_VERSION', 'POWERTOOLS_LOG_LEVEL']);
     expect(vars.DASHBOARD_SIGNING_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/dashboard:/);
+    expect(JSON.stringify(vars.COORDINATOR_URL)).toContain('execute-api');
+    const coordinator = t.Resources['ReconstructLambdaFunction']!.Properties.Environment.Variables;
+    expect(coordinator.DASHBOARD_PUBLIC_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/dashboard:/);
     for (const id of nodeIds) {
-      expect(t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables.DASHBOARD_PUBLIC_KEY).toMatch(/^\{\{resolve:secretsmanager:fedkms\/ci\/dashboard:/);
+      expect(t.Resources[`${logical(id)}LambdaFunction`]!.Properties.Environment.Variables.DASHBOARD_PUBLIC_KEY).toBeUndefined();
     }
   });
 
@@ -154,7 +151,8 @@ describe('API Gateway authorizer option (defence in depth)', () => {
 
   it('puts an IAM authorizer on every coordinator route but /status when asked', () => {
     const events = render('ci', withConfig({ apiAuthorizer: 'aws_iam' })).functions['reconstruct']!.events.map((e) => e.httpApi);
-    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' ? undefined : { type: 'aws_iam' });
+    // /status is public; the /federation routes take the dashboard's own signature, and it has no IAM identity.
+    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' || e.path.startsWith('/federation/') ? undefined : { type: 'aws_iam' });
     expect(render('ci', withConfig({})).functions['reconstruct']!.events.every((e) => e.httpApi.authorizer === undefined)).toBe(true);
   });
 

@@ -1,5 +1,5 @@
 import { GENESIS_HASH, nextRecord, verifyAll, verifyStream } from '../../lib/audit/chain';
-import { authenticateServiceRequest } from '../../lib/node/auth';
+import { authenticateServiceRequest } from '../../lib/access/service-auth';
 import { generateSigningKey, HEADERS, signRequest } from '../../lib/crypto/request-signing';
 import { UnauthorizedError } from '../../lib/errors';
 import { MemoryReplay } from '../support/fakes';
@@ -53,7 +53,7 @@ describe('node request authentication', () => {
       headers: { [HEADERS.signature]: sig, [HEADERS.timestamp]: timestamp, [HEADERS.requestId]: requestId },
     };
   };
-  const opts = (replay = new MemoryReplay()) => ({ nodeId: 'node1', coordinatorPublicKey: publicKey, maxSkewS: 60, replay, now });
+  const opts = (replay = new MemoryReplay(), audience = 'node1') => ({ audience, replayScope: audience, signers: { coordinator: publicKey }, defaultSigner: 'coordinator', maxSkewS: 60, replay, now });
   const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: UnauthorizedError) => e.code);
 
   it('accepts a fresh signed request once, then refuses the replay', async () => {
@@ -67,8 +67,18 @@ describe('node request authentication', () => {
     expect(await code(authenticateServiceRequest(request({ timestamp: now - 61_000 }), opts()))).toBe('request_stale');
     expect(await code(authenticateServiceRequest(request({ timestamp: now + 61_000 }), opts()))).toBe('request_stale');
     expect(await code(authenticateServiceRequest(request({ path: '/keys' }), opts()))).toBe('signature_invalid');
-    expect(await code(authenticateServiceRequest(request(), { ...opts(), nodeId: 'node2' }))).toBe('signature_invalid');
+    expect(await code(authenticateServiceRequest(request(), opts(new MemoryReplay(), 'node2')))).toBe('signature_invalid');
     expect(await code(authenticateServiceRequest(request({ requestId: 'short' }), opts()))).toBe('signature_invalid');
+  });
+
+  it('knows only the signers it is given: another key, or a relabelled request, is refused', async () => {
+    const other = generateSigningKey();
+    const dashboardSigned = request();
+    const viaDashboard = { ...dashboardSigned, headers: { ...dashboardSigned.headers, [HEADERS.signer]: 'dashboard' } };
+    expect(await code(authenticateServiceRequest(viaDashboard, opts()))).toBe('signer_unknown');
+    const withDashboard = { ...opts(), signers: { dashboard: other.publicKey } };
+    expect(await code(authenticateServiceRequest(viaDashboard, withDashboard))).toBe('signature_invalid');
+    expect(await code(authenticateServiceRequest(request(), { ...withDashboard, defaultSigner: undefined }))).toBe('signer_unknown');
   });
 
   it('does not spend a replay slot on a bad signature', async () => {

@@ -1,9 +1,14 @@
-/** The dashboard's pure parts (security log, events, sign-in), node signer authorization, and correlation ids. */
+/** The dashboard's pure parts (security log, events, sign-in), its signed link to the coordinator, and correlation ids. */
 import { nextRecord } from '../../lib/audit/chain';
 import { presentedCredential, requireViewer } from '../../lib/dashboard/auth';
 import { eventsOf, securityOf } from '../../lib/dashboard/state';
 import { SCRIPT_HASH, renderPage } from '../../lib/dashboard/page';
-import { authorizeSigner } from '../../lib/node/auth';
+import { DashboardFeed } from '../../lib/coordinator/dashboard-feed';
+import { generateSigningKey } from '../../lib/crypto/request-signing';
+import { dashboardConfig, dashboardRuntime } from '../../lib/dashboard/runtime';
+import { toB64 } from '../../lib/encoding';
+import type { HttpRequest } from '../../lib/http/api';
+import { MemoryAudit, MemoryReplay } from '../support/fakes';
 import { correlationIdFor, isValidCorrelationId } from '../../lib/observability';
 import type { AuditEntry, AuditRecord } from '../../lib/ports';
 
@@ -53,15 +58,92 @@ describe('dashboard sign-in and page', () => {
   });
 });
 
-describe('node signer authorization', () => {
-  it('lets the coordinator call anything and the dashboard only read key descriptions', () => {
-    expect(() => authorizeSigner('coordinator', 'GET', '/fragment')).not.toThrow();
-    expect(() => authorizeSigner('dashboard', 'GET', '/key')).not.toThrow();
-    expect(() => authorizeSigner('dashboard', 'GET', '/keys')).not.toThrow();
-    for (const [m, p] of [['GET', '/fragment'], ['PUT', '/fragment'], ['DELETE', '/fragment'], ['POST', '/sign/share']]) {
-      expect(() => authorizeSigner('dashboard', m!, p!)).toThrow(expect.objectContaining({ code: 'signer_not_allowed', status: 403 }));
-    }
-    expect(() => authorizeSigner('stranger', 'GET', '/keys')).toThrow();
+describe('dashboard to coordinator, signed with the dashboard key', () => {
+  const dashboardKey = generateSigningKey();
+  const viewer = 'viewer-token-0123456789';
+  const env = (over: Record<string, string> = {}) => ({ COORDINATOR_URL: 'https://api.example', DASHBOARD_SIGNING_KEY: toB64(dashboardKey.privateKey), DASHBOARD_TOKEN: viewer, ...over });
+  const federation = {
+    status: async () => ({ threshold: 2, total: 3, nodesUp: 3, quorum: true, nodes: ['node1', 'node2', 'node3'].map((nodeId) => ({ nodeId, status: 'valid', healthy: true })) }),
+    listKeys: async () => ({ keys: [], nodes: [] }),
+    describeKey: async () => {
+      throw new Error('no keys');
+    },
+  };
+  const setup = (o: { feedKey?: Uint8Array | null } = {}) => {
+    const feedKey = o.feedKey === null ? undefined : (o.feedKey ?? dashboardKey.publicKey);
+    const audit = Object.assign(new MemoryAudit(), { readBounded: async () => ({ records: [...audit.records], complete: true }) });
+    const replay = new MemoryReplay();
+    const feed = new DashboardFeed({ federation, audit, replay, dashboardPublicKey: feedKey, threshold: 2, nodeIds: ['node1', 'node2', 'node3'], maxKeys: 10, maxAuditItems: 100, maxSkewS: 60, ownStream: 'reconstruct' });
+    const sent: { url: string; init: RequestInit }[] = [];
+    /** Hands the signed request to the feed, as the coordinator's route would, and answers like httpApi. */
+    const fetchImpl = (async (url: string, init: RequestInit) => {
+      sent.push({ url, init });
+      const u = new URL(url);
+      const rawBody = typeof init.body === 'string' ? init.body : '';
+      const req = { method: init.method!, rawPath: u.pathname, query: {}, headers: init.headers as Record<string, string>, rawBody, body: rawBody ? JSON.parse(rawBody) : undefined, pathParams: {} } as unknown as HttpRequest;
+      try {
+        await feed.authenticate(req);
+        const body = u.pathname === '/federation/state' ? await feed.state() : await feed.recordRefusal(req.body);
+        return new Response(JSON.stringify(body), { status: 200 });
+      } catch (e) {
+        const err = e as { status?: number; code?: string };
+        return new Response(JSON.stringify({ error: { code: err.code } }), { status: err.status ?? 500 });
+      }
+    }) as unknown as typeof fetch;
+    return { audit, replay, sent, rt: dashboardRuntime(env(), fetchImpl) };
+  };
+
+  it('reads the state document from the coordinator, and the coordinator accepts that key only once per request id', async () => {
+    const { rt, sent, replay } = setup();
+    const state = await rt.state();
+    expect(state.federation).toEqual({ threshold: 2, total: 3, nodesUp: 3, quorum: true });
+    expect(state.nodes.map((n) => n.state)).toEqual(['up', 'up', 'up']);
+    expect(sent[0]!.url).toBe('https://api.example/federation/state');
+    expect((sent[0]!.init.headers as Record<string, string>)['x-fedkms-signer']).toBe('dashboard');
+    expect(replay.seen.size).toBe(1);
+  });
+
+  it('is refused when the coordinator does not know its key, and says so without detail', async () => {
+    const { rt } = setup({ feedKey: generateSigningKey().publicKey });
+    await expect(rt.state()).rejects.toMatchObject({ status: 502, code: 'coordinator_error', details: { status: 401, code: 'signature_invalid' } });
+    const none = setup({ feedKey: null });
+    await expect(none.rt.state()).rejects.toMatchObject({ status: 502, details: { code: 'signer_unknown' } });
+  });
+
+  it('reports a wrong viewer token to the coordinator, which audits it in the dashboard stream; a missing one is not reported', async () => {
+    const { rt, audit } = setup();
+    const req = (authorization?: string) => ({ method: 'GET', rawPath: '/dashboard', headers: authorization ? { authorization } : {}, sourceIp: '192.0.2.7' }) as unknown as HttpRequest;
+    await expect(rt.authenticate(req())).rejects.toMatchObject({ code: 'auth_missing' });
+    expect(audit.records).toEqual([]);
+    await expect(rt.authenticate(req('Bearer wrong-token'))).rejects.toMatchObject({ code: 'auth_invalid' });
+    expect(audit.records).toEqual([expect.objectContaining({ stream: 'dashboard', action: 'auth.failure', outcome: 'denied', details: { code: 'auth_invalid', method: 'GET', path: '/dashboard', sourceIp: '192.0.2.7' } })]);
+    expect(await rt.authenticate(req(`Bearer ${viewer}`))).toBe('viewer:dashboard-token');
+  });
+
+  it('maps an unreachable coordinator to 503 and keeps the refusal when reporting fails', async () => {
+    const down = (async () => {
+      throw new TypeError('fetch failed');
+    }) as unknown as typeof fetch;
+    const rt = dashboardRuntime(env(), down);
+    await expect(rt.state()).rejects.toMatchObject({ status: 503, code: 'coordinator_unreachable' });
+    await expect(rt.authenticate({ method: 'GET', rawPath: '/dashboard', headers: { authorization: 'Bearer nope' } } as unknown as HttpRequest)).rejects.toMatchObject({ code: 'auth_invalid' });
+  });
+
+  it('checks its configuration by hand and names the bad variable', () => {
+    expect(dashboardConfig(env())).toMatchObject({ COORDINATOR_URL: 'https://api.example', DASHBOARD_REFRESH_S: 5, COORDINATOR_TIMEOUT_MS: 20_000 });
+    expect(() => dashboardConfig(env({ COORDINATOR_URL: 'ftp://x' }))).toThrow('COORDINATOR_URL');
+    expect(() => dashboardConfig(env({ DASHBOARD_SIGNING_KEY: toB64(new Uint8Array(31)) }))).toThrow('DASHBOARD_SIGNING_KEY');
+    expect(() => dashboardConfig(env({ DASHBOARD_TOKEN: 'short' }))).toThrow('DASHBOARD_TOKEN');
+    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '1' }))).toThrow('DASHBOARD_REFRESH_S');
+    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '2.5' }))).toThrow('DASHBOARD_REFRESH_S');
+  });
+
+  it('refuses a malformed refusal report (the coordinator validates what the dashboard sends)', async () => {
+    const { audit } = setup();
+    const feed = new DashboardFeed({ federation, audit, replay: new MemoryReplay(), dashboardPublicKey: dashboardKey.publicKey, threshold: 2, nodeIds: [], maxKeys: 1, maxAuditItems: 100, maxSkewS: 60, ownStream: 'reconstruct' });
+    await expect(feed.recordRefusal({ code: 'auth_invalid', method: 'GET', path: '/x', extra: 1 })).rejects.toMatchObject({ status: 400, code: 'invalid_input' });
+    await expect(feed.recordRefusal({ code: 'DROP TABLE', method: 'GET', path: '/x' })).rejects.toMatchObject({ status: 400 });
+    expect(audit.records).toEqual([]);
   });
 });
 
