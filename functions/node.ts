@@ -118,7 +118,8 @@ export const handler = httpApi({
     'POST /sign/share': authed((rt, req, signer, client) => {
       const body = parseInput(signSchemas.share, req.body);
       const keyId = parseKeyId(body.keyId);
-      return rt.signing.share({ ...body, keyId }, signer, async (version, message) => (await rt.gate.signShare(client, keyId, body.sessionId, message, version)).actor);
+      const check = rt.gate.beginSignShare(client, keyId, body.sessionId);
+      return rt.signing.share({ ...body, keyId }, signer, async (version, message) => (await check(message, version)).actor);
     }),
     // Refresh and reshare (lib/node/reshare.ts).
     'POST /reshare/deal': authed(async (rt, req, _signer, client) => {

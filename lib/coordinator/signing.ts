@@ -8,8 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
-import { signingSuite } from '../crypto/suite.js';
-import { commitmentFromHex, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
+import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
+import { commitmentFromHex, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex } from '../encoding.js';
 import { AuditUnavailableError, BadRequestError, NotFoundError, type Culprit } from '../errors.js';
@@ -136,11 +136,12 @@ export class Signing {
   /** Round 1: commitments from the fastest t candidates that agree on the key. */
   private async commitRound(keyId: string, candidates: NodeEndpoint[], version?: number): Promise<{ plan?: Plan; reports: NodeReport[] }> {
     const sessionId = randomUUID();
+    const isValidPublicPoint = await publicPointCheck();
     const r1 = await gather({
       nodes: candidates,
       timeoutMs: this.deps.timeoutMs,
       call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId, ...(version !== undefined ? { version } : {}) } }, signal),
-      judge: (n, a) => judgeCommit(n, a, keyId, version),
+      judge: (n, a) => judgeCommit(n, a, keyId, isValidPublicPoint, version),
     });
     const w = r1.winner;
     if (!w || w.members.length < w.need) return { reports: r1.reports };
@@ -174,15 +175,17 @@ export class Signing {
     // Draw from the nodes with the most commitments left, so the pool stays usable for as
     // many signatures as possible; ties in random order to spread the load.
     const order = [...byNode.keys()].map((id) => ({ id, left: byNode.get(id)!.length, r: Math.random() })).sort((a, b) => b.left - a.left || a.r - b.r).map((x) => x.id);
+    // One commitment per node, taken from `need` nodes at once (not a DynamoDB round trip per
+    // signer in turn); a node whose commitments were all taken by now is replaced by the next.
+    const takeFrom = async (nodeId: string) => {
+      for (const c of byNode.get(nodeId)!) if (await pool.take(c)) return c;
+      return undefined;
+    };
     const taken: PooledCommitment[] = [];
-    for (const nodeId of order) {
-      if (taken.length === need) break;
-      for (const c of byNode.get(nodeId)!) {
-        if (await pool.take(c)) {
-          taken.push(c);
-          break;
-        }
-      }
+    for (let next = 0; taken.length < need && next < order.length; ) {
+      const wave = order.slice(next, next + need - taken.length);
+      next += wave.length;
+      for (const c of await Promise.all(wave.map(takeFrom))) if (c) taken.push(c);
     }
     if (taken.length < need) return undefined;
     const signers = taken.map((c) => candidates.find((n) => n.id === c.nodeId)!);
@@ -206,6 +209,7 @@ export class Signing {
     const pool = this.deps.pool;
     if (!pool) throw new BadRequestError('pool_not_configured', 'no commitment pool is configured');
     const ids = new Map<string, string[]>(this.deps.nodes.map((n) => [n.id, Array.from({ length: count }, () => randomUUID())]));
+    const isValidPublicPoint = await publicPointCheck();
     const r = await gather({
       nodes: this.deps.nodes,
       timeoutMs: Math.max(10_000, this.deps.timeoutMs * 3),
@@ -234,7 +238,7 @@ export class Signing {
   }
 }
 
-function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string, version?: number): Verdict<{ d: KeyDescriptor; commitment: CommitmentHex }> {
+function judgeCommit(n: NodeEndpoint, a: unknown, keyId: string, isValidPublicPoint: PointCheck, version?: number): Verdict<{ d: KeyDescriptor; commitment: CommitmentHex }> {
   const p = commitAnswer.safeParse(a);
   if (!p.success) return { ok: false, status: 'error', error: 'malformed commitment answer' };
   const c = p.data;

@@ -7,6 +7,7 @@
  * the coordinator can relay a client's request but cannot make one up.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519Sign, ed25519Verify } from './ed25519-signature.js';
 import { z } from 'zod';
 import { fromB64, toB64url, utf8 } from '../encoding.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
@@ -54,12 +55,12 @@ export function canonicalClientRequest(r: ClientRequest): string {
 }
 
 export const signClientRequest = (privateKey: Uint8Array, r: ClientRequest): string =>
-  Buffer.from(ed25519.sign(utf8(canonicalClientRequest(r)), privateKey)).toString('base64');
+  Buffer.from(ed25519Sign(privateKey, utf8(canonicalClientRequest(r)))).toString('base64');
 
 export function verifyClientRequest(publicKey: Uint8Array, r: SignedClientRequest): boolean {
   try {
     const sig = fromB64(r.signature, 'signature');
-    return sig.length === 64 && ed25519.verify(sig, utf8(canonicalClientRequest(r)), publicKey, { zip215: false });
+    return sig.length === 64 && ed25519Verify(sig, utf8(canonicalClientRequest(r)), publicKey);
   } catch {
     return false;
   }
@@ -157,12 +158,12 @@ export const approvalDigest = (r: ApprovalRequest): string =>
   sha256Hex(canonicalJson({ type: 'fedkms.approval.v1', keyId: r.keyId, version: r.version, requester: r.requester, recipient: r.recipient, expiresAt: r.expiresAt }));
 
 export const signApproval = (privateKey: Uint8Array, r: ApprovalRequest): string =>
-  Buffer.from(ed25519.sign(utf8(approvalDigest(r)), privateKey)).toString('base64');
+  Buffer.from(ed25519Sign(privateKey, utf8(approvalDigest(r)))).toString('base64');
 
 export function verifyApproval(publicKey: Uint8Array, r: ApprovalRequest, signature: string): boolean {
   try {
     const sig = fromB64(signature, 'signature');
-    return sig.length === 64 && ed25519.verify(sig, utf8(approvalDigest(r)), publicKey, { zip215: false });
+    return sig.length === 64 && ed25519Verify(sig, utf8(approvalDigest(r)), publicKey);
   } catch {
     return false;
   }

@@ -4,7 +4,7 @@
  * a unique request id, so a captured request cannot be altered, redirected to
  * another node or replayed (the node also records request ids). Pure: no I/O.
  */
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519Sign, ed25519Verify, ed25519KeyPair } from './ed25519-signature.js';
 import { fromB64, toB64, utf8 } from '../encoding.js';
 import { sha256Hex } from './hash.js';
 
@@ -38,18 +38,15 @@ export function canonicalRequest(p: RequestParts): string {
 }
 
 export const signRequest = (privateKey: Uint8Array, p: RequestParts): string =>
-  toB64(ed25519.sign(utf8(canonicalRequest(p)), privateKey));
+  toB64(ed25519Sign(privateKey, utf8(canonicalRequest(p))));
 
 export function verifyRequestSignature(publicKey: Uint8Array, p: RequestParts, signature: string): boolean {
   try {
     const sig = fromB64(signature, 'signature');
-    return sig.length === 64 && ed25519.verify(sig, utf8(canonicalRequest(p)), publicKey);
+    return sig.length === 64 && ed25519Verify(sig, utf8(canonicalRequest(p)), publicKey);
   } catch {
     return false;
   }
 }
 
-export function generateSigningKey(): { privateKey: Uint8Array; publicKey: Uint8Array } {
-  const privateKey = ed25519.utils.randomSecretKey();
-  return { privateKey, publicKey: ed25519.getPublicKey(privateKey) };
-}
+export const generateSigningKey = ed25519KeyPair;

@@ -64,9 +64,21 @@ export class ClientGate {
     return { actor: actorOf(a), control, mode, approvers };
   }
 
-  /** POST /sign/share: the exact message the client asked to sign, or a reshare's canary. */
-  async signShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string, message: Uint8Array, version: number): Promise<GateResult> {
-    const [a, loaded] = await this.access.authenticateFor(env, `POST /sign/share#${sessionId}`, keyId);
+  /**
+   * POST /sign/share: the exact message the client asked to sign, or a reshare's canary.
+   * In two steps, so the client's checks (its record, signature and replay slot, and the
+   * key's control document) run while the node reads its session and share: calling
+   * this starts them, and the returned check, given the session's message and version,
+   * waits for them and decides.
+   */
+  beginSignShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string): (message: Uint8Array, version: number) => Promise<GateResult> {
+    const started = this.access.authenticateFor(env, `POST /sign/share#${sessionId}`, keyId);
+    // Its refusal is thrown by the check; a request that fails before reaching it has failed already.
+    started.catch(() => undefined);
+    return async (message, version) => this.checkSignShare(await started, keyId, message, version);
+  }
+
+  private async checkSignShare([a, loaded]: Awaited<ReturnType<NodeAccess['authenticateFor']>>, keyId: string, message: Uint8Array, version: number): Promise<GateResult> {
     if (a.request.method === 'POST' && RESHARE.test(a.request.path)) {
       sameKey(RESHARE.exec(a.request.path)!, keyId, 'signature');
       const control = await this.access.authorize(keyId, a.who, 'admin', loaded);

@@ -181,9 +181,10 @@ export class NodeService {
 
   /** The stored fragment and its decrypted share; the caller wipes the share. */
   async load(keyId: string, version?: number): Promise<{ object: FragmentObject; share: Uint8Array }> {
-    const versions = await this.deps.store.versions(keyId);
-    const v = version ?? versions.at(-1);
-    if (v === undefined || !versions.includes(v)) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);
+    // A named version is read directly (a missing object reads as null): listing the
+    // bucket first would add a storage round trip to every signature share.
+    const v = version ?? (await this.deps.store.versions(keyId)).at(-1);
+    if (v === undefined) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);
     const raw = await this.deps.store.get(keyId, v);
     if (raw === null) throw new NotFoundError('key_not_found', `key ${keyId} not found on ${this.id.nodeId}`);
     try {

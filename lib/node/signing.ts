@@ -9,9 +9,9 @@
  */
 import { z } from 'zod';
 import { sha256Hex } from '../crypto/hash.js';
-import { commitmentFromHex, commitmentToHex, frost, isValidPublicPoint, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
+import { commitmentFromHex, commitmentToHex, frost, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
-import { signingSuite } from '../crypto/suite.js';
+import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
 import { BadRequestError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
@@ -97,7 +97,7 @@ export class NodeSigning {
     const { object, share } = await this.node.load(req.keyId, s.version);
     try {
       const d = object.descriptor;
-      this.checkCommitments(req.commitments, s, d.participants.map((p) => p.identifier), d.publicPackage.threshold);
+      this.checkCommitments(req.commitments, s, d.participants.map((p) => p.identifier), d.publicPackage.threshold, await publicPointCheck());
       const message = fromB64(req.message, 'message');
       if (message.length > MAX_MESSAGE_BYTES) throw new BadRequestError('message_too_large', `message exceeds ${MAX_MESSAGE_BYTES} bytes`);
       if (authorize) actor = await authorize(s.version, message);
@@ -105,9 +105,12 @@ export class NodeSigning {
       if (!(await this.replay.claim(this.id.nodeId, `nonce-${req.sessionId}`, Math.ceil(s.expiresAt / 1000) + 3600))) {
         throw new SessionError('nonce_used', `the nonce of session ${req.sessionId} was already used`);
       }
-      await this.vault.drop(KIND, req.sessionId);
       const signers = req.commitments.map((c) => d.participants.find((p) => p.identifier === c.identifier)!.nodeId);
-      await this.audit.append(auditStream(this.id.nodeId), { actor, action: 'sign.share', keyId: req.keyId, outcome: 'success', details: { version: s.version, sessionId: req.sessionId, messageSha256: sha256Hex(message), signers } });
+      // Both must succeed before a share exists; with the nonce already claimed, their order does not matter.
+      await Promise.all([
+        this.vault.drop(KIND, req.sessionId),
+        this.audit.append(auditStream(this.id.nodeId), { actor, action: 'sign.share', keyId: req.keyId, outcome: 'success', details: { version: s.version, sessionId: req.sessionId, messageSha256: sha256Hex(message), signers } }),
+      ]);
       const nonces = { hiding: fromHex(s.nonces.hiding), binding: fromHex(s.nonces.binding) };
       const suite = await signingSuite();
       const sig = suite.signShare({ identifier: this.id.identifier, signingShare: share }, publicPackageFromHex(d.publicPackage), nonces, req.commitments.map(commitmentFromHex), message);
@@ -118,7 +121,7 @@ export class NodeSigning {
   }
 
   /** The list must hold our own commitment as published, distinct participants, and sound points only. */
-  private checkCommitments(list: CommitmentHex[], s: SignState, participants: string[], threshold: number) {
+  private checkCommitments(list: CommitmentHex[], s: SignState, participants: string[], threshold: number, isValidPublicPoint: PointCheck) {
     const ids = list.map((c) => c.identifier);
     if (new Set(ids).size !== ids.length) throw new BadRequestError('invalid_commitments', 'duplicate signer in the commitment list');
     if (list.length < threshold) throw new BadRequestError('invalid_commitments', `need ${threshold} signers`);

@@ -12,6 +12,8 @@ import V from '../../fixtures/rfc9591-frost-ed25519-sha512.json';
 import { BoundedCache } from '../../lib/crypto/bounded-cache';
 import { clearFastFrostCache, createFastFrost, fastFrost as fast } from '../../lib/crypto/fast-frost';
 import { nativeEd25519 } from '../../lib/crypto/sodium-ed25519';
+import { isValidPublicPoint } from '../../lib/crypto/frost';
+import { publicPointCheck } from '../../lib/crypto/suite';
 
 type Suite = typeof stock;
 const Fn = stock.utils.Fn;
@@ -153,6 +155,29 @@ const BAD: [string, string][] = [
   ['torsioned: valid point + order-2 point', somePoint.add(Noble.fromHex(SMALL_ORDER[1]![1])).toHex()],
   ['torsioned: valid point + order-8 point', somePoint.add(Noble.fromHex(SMALL_ORDER[4]![1])).toHex()],
 ];
+
+describe('the libsodium point check agrees with the stock one', () => {
+  it.each(BAD)('rejects %s', async (_kind, hex) => {
+    const check = await publicPointCheck();
+    expect(isValidPublicPoint(hex)).toBe(false);
+    expect(check(hex)).toBe(false);
+    expect(check(hex.toUpperCase())).toBe(false);
+  });
+
+  it('accepts what the stock check accepts, in either case, and refuses malformed hex', async () => {
+    const check = await publicPointCheck();
+    for (let i = 0; i < 50; i++) {
+      const hex = Noble.BASE.multiply(Fn.fromBytes(stock.utils.randomScalar())).toHex();
+      expect([check(hex), check(hex.toUpperCase())]).toEqual([isValidPublicPoint(hex), isValidPublicPoint(hex.toUpperCase())]);
+      expect(check(hex)).toBe(true);
+    }
+    const good = somePoint.toHex();
+    for (const bad of ['', good.slice(2), `${good}00`, `${good.slice(0, 62)}zz`, ` ${good.slice(1)}`]) {
+      expect(isValidPublicPoint(bad)).toBe(false);
+      expect(check(bad)).toBe(false);
+    }
+  });
+});
 
 describe('the small-order table', () => {
   it('holds 8 distinct points of small order', () => {

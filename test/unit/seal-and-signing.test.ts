@@ -3,6 +3,11 @@ import { aesGcmOpen, aesGcmSeal } from '../../lib/crypto/aead';
 import { canonicalRequest, generateSigningKey, signRequest, verifyRequestSignature, type RequestParts } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
 import { BadRequestError } from '../../lib/errors';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519KeyPair, ed25519Sign, ed25519Verify } from '../../lib/crypto/ed25519-signature';
+import SMALL_ORDER_POINTS from '../../fixtures/ed25519-small-order-points.test-vectors.json';
+
+const SMALL_ORDER = SMALL_ORDER_POINTS.points.map((p) => p.hex);
 
 describe('sealing to an X25519 key', () => {
   const kp = generateX25519();
@@ -47,5 +52,52 @@ describe('signed node requests', () => {
 
   it('canonicalises the query order', () => {
     expect(canonicalRequest({ ...parts, query: { recipient: 'r', keyId: 'k' } })).toBe(canonicalRequest(parts));
+  });
+});
+
+describe('Ed25519 through node:crypto agrees with noble', () => {
+  const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+  const msg = new TextEncoder().encode('FEDKMS-REQ-1\nGET\nnode1\n/fragment');
+
+  it('makes the same signatures, and each verifies the other', () => {
+    for (let i = 0; i < 20; i++) {
+      const { privateKey, publicKey } = ed25519KeyPair();
+      expect(Buffer.from(ed25519.getPublicKey(privateKey))).toEqual(Buffer.from(publicKey));
+      const ours = ed25519Sign(privateKey, msg);
+      expect(Buffer.from(ours)).toEqual(Buffer.from(ed25519.sign(msg, privateKey)));
+      expect(ed25519Verify(ours, msg, publicKey)).toBe(true);
+      expect(ed25519.verify(ours, msg, publicKey, { zip215: false })).toBe(true);
+    }
+  });
+
+  it('rejects what strict noble rejects: tampering, S + L, a non-canonical R, wrong lengths, small-order and malformed keys', () => {
+    const { privateKey, publicKey } = ed25519KeyPair();
+    const sig = ed25519Sign(privateKey, msg);
+    const flipped = sig.slice();
+    flipped[10]! ^= 1;
+    const s = BigInt(`0x${Buffer.from(sig.subarray(32)).reverse().toString('hex')}`);
+    const sPlusL = Uint8Array.from([...sig.subarray(0, 32), ...Buffer.from((s + L).toString(16).padStart(64, '0'), 'hex').reverse()]);
+    const nonCanonicalR = Uint8Array.from([...Buffer.from('edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', 'hex'), ...sig.subarray(32)]);
+    const cases: [Uint8Array, Uint8Array, Uint8Array][] = [
+      [flipped, msg, publicKey],
+      [sig, new TextEncoder().encode('another message'), publicKey],
+      [sPlusL, msg, publicKey],
+      [nonCanonicalR, msg, publicKey],
+      [sig.subarray(0, 63), msg, publicKey],
+      [sig, msg, publicKey.subarray(0, 31)],
+      [sig, msg, ed25519KeyPair().publicKey],
+      ...SMALL_ORDER.map((hex): [Uint8Array, Uint8Array, Uint8Array] => [sig, msg, Buffer.from(hex, 'hex')]),
+      [sig, msg, Buffer.from('0200000000000000000000000000000000000000000000000000000000000000', 'hex')],
+    ];
+    for (const [sg, m, pk] of cases) {
+      expect(ed25519Verify(sg, m, pk)).toBe(false);
+      let noble = false;
+      try {
+        noble = ed25519.verify(sg, m, pk, { zip215: false });
+      } catch {
+        noble = false;
+      }
+      expect(noble).toBe(false);
+    }
   });
 });
