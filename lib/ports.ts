@@ -60,17 +60,22 @@ export interface PooledCommitment {
   digest: string;
   /** The key descriptor the node answered with, canonical JSON. */
   descriptor: string;
+  /** That descriptor's signing threshold, so a listing can plan without the descriptor. */
+  threshold: number;
   commitment: { identifier: string; hiding: string; binding: string };
   expiresAt: number;
 }
+
+/** A pool listing: all but the descriptor, which comes back with the commitment when it is taken. */
+export type PoolEntry = Omit<PooledCommitment, 'descriptor'>;
 
 /** Where the stateless coordinator keeps published commitments between requests. */
 export interface CommitmentPool {
   add(items: PooledCommitment[]): Promise<void>;
   /** Unexpired commitments of a key. */
-  list(keyId: string): Promise<PooledCommitment[]>;
-  /** Atomically remove one commitment; false if another request took it first. */
-  take(item: PooledCommitment): Promise<boolean>;
+  list(keyId: string): Promise<PoolEntry[]>;
+  /** Atomically remove one commitment and return it whole; undefined if another request took it first. */
+  take(item: PoolEntry): Promise<PooledCommitment | undefined>;
   clear(keyId: string): Promise<void>;
 }
 

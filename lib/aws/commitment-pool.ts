@@ -5,9 +5,11 @@
  */
 import { BatchWriteCommand, DeleteCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { StorageError } from '../errors.js';
-import type { CommitmentPool, PooledCommitment } from '../ports.js';
+import type { CommitmentPool, PoolEntry, PooledCommitment } from '../ports.js';
 
 const sk = (c: Pick<PooledCommitment, 'nodeId' | 'sessionId'>) => `${c.nodeId}#${c.sessionId}`;
+/** The attributes a listing reads (all but `descriptor`). */
+const LISTED = ['keyId', 'nodeId', 'sessionId', 'version', 'digest', 'threshold', 'commitment', 'expiresAt'] as const satisfies readonly (keyof PoolEntry)[];
 
 export class DynamoCommitmentPool implements CommitmentPool {
   constructor(private readonly ddb: DynamoDBDocumentClient, private readonly table: string) {}
@@ -28,16 +30,25 @@ export class DynamoCommitmentPool implements CommitmentPool {
     }
   }
 
-  async list(keyId: string): Promise<PooledCommitment[]> {
+  async list(keyId: string): Promise<PoolEntry[]> {
     const now = Math.floor(Date.now() / 1000);
     try {
-      const out: PooledCommitment[] = [];
+      const out: PoolEntry[] = [];
       let start: Record<string, unknown> | undefined;
       do {
+        // Everything but the descriptor: a pool holds many commitments of one key, and reading
+        // the same descriptor with each of them made every one-round signature slower.
         const r = await this.ddb.send(
-          new QueryCommand({ TableName: this.table, KeyConditionExpression: 'keyId = :k', ExpressionAttributeValues: { ':k': keyId }, ExclusiveStartKey: start }),
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'keyId = :k',
+            ExpressionAttributeValues: { ':k': keyId },
+            ProjectionExpression: LISTED.map((_, i) => `#a${i}`).join(', '),
+            ExpressionAttributeNames: Object.fromEntries(LISTED.map((a, i) => [`#a${i}`, a])),
+            ExclusiveStartKey: start,
+          }),
         );
-        out.push(...((r.Items ?? []) as PooledCommitment[]));
+        out.push(...((r.Items ?? []) as PoolEntry[]));
         start = r.LastEvaluatedKey;
       } while (start);
       // TTL deletion is lazy: filter expired ones here.
@@ -47,18 +58,21 @@ export class DynamoCommitmentPool implements CommitmentPool {
     }
   }
 
-  async take(item: PooledCommitment): Promise<boolean> {
+  async take(item: PoolEntry): Promise<PooledCommitment | undefined> {
     try {
-      await this.ddb.send(new DeleteCommand({ TableName: this.table, Key: { keyId: item.keyId, sk: sk(item) }, ConditionExpression: 'attribute_exists(sk)' }));
-      return true;
+      const r = await this.ddb.send(
+        new DeleteCommand({ TableName: this.table, Key: { keyId: item.keyId, sk: sk(item) }, ConditionExpression: 'attribute_exists(sk)', ReturnValues: 'ALL_OLD' }),
+      );
+      const { sk: _sk, ...taken } = (r.Attributes ?? {}) as PooledCommitment & { sk?: string };
+      return taken;
     } catch (e) {
-      if ((e as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      if ((e as { name?: string }).name === 'ConditionalCheckFailedException') return undefined;
       throw new StorageError('commitment pool unavailable');
     }
   }
 
   async clear(keyId: string): Promise<void> {
     const items = await this.list(keyId).catch(() => []);
-    await Promise.all(items.map((c) => this.take(c).catch(() => false)));
+    await Promise.all(items.map((c) => this.take(c).catch(() => undefined)));
   }
 }

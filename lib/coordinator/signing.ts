@@ -13,7 +13,7 @@ import { commitmentFromHex, publicPackageFromHex, type CommitmentHex } from '../
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex } from '../encoding.js';
 import { AuditUnavailableError, BadRequestError, NotFoundError, type Culprit } from '../errors.js';
-import type { PooledCommitment } from '../ports.js';
+import type { PoolEntry, PooledCommitment } from '../ports.js';
 import { POOL_TTL_S } from '../node/signing.js';
 import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
@@ -165,20 +165,21 @@ export class Signing {
     const newest = Math.max(...all.map((c) => c.version));
     const usable = all.filter((c) => c.version === newest && candidates.some((n) => n.id === c.nodeId));
     const digest = usable[0]?.digest;
-    const byNode = new Map<string, PooledCommitment[]>();
+    const byNode = new Map<string, PoolEntry[]>();
     for (const c of usable) if (c.digest === digest) byNode.set(c.nodeId, [...(byNode.get(c.nodeId) ?? []), c]);
-    const first = usable[0];
-    if (!first) return undefined;
-    const d = descriptorSchema.parse(JSON.parse(first.descriptor)) as KeyDescriptor;
-    const need = d.publicPackage.threshold;
-    if (byNode.size < need) return undefined;
+    const need = usable[0]?.threshold;
+    // Entries pooled before the threshold was stored have none: they are skipped (two rounds) until they expire.
+    if (!need || !Number.isInteger(need) || byNode.size < need) return undefined;
     // Draw from the nodes with the most commitments left, so the pool stays usable for as
     // many signatures as possible; ties in random order to spread the load.
     const order = [...byNode.keys()].map((id) => ({ id, left: byNode.get(id)!.length, r: Math.random() })).sort((a, b) => b.left - a.left || a.r - b.r).map((x) => x.id);
     // One commitment per node, taken from `need` nodes at once (not a DynamoDB round trip per
     // signer in turn); a node whose commitments were all taken by now is replaced by the next.
     const takeFrom = async (nodeId: string) => {
-      for (const c of byNode.get(nodeId)!) if (await pool.take(c)) return c;
+      for (const c of byNode.get(nodeId)!) {
+        const taken = await pool.take(c);
+        if (taken) return taken;
+      }
       return undefined;
     };
     const taken: PooledCommitment[] = [];
@@ -188,6 +189,9 @@ export class Signing {
       for (const c of await Promise.all(wave.map(takeFrom))) if (c) taken.push(c);
     }
     if (taken.length < need) return undefined;
+    // The descriptor comes back with the taken commitments; it must be the one the listing planned with.
+    const d = descriptorSchema.parse(JSON.parse(taken[0]!.descriptor)) as KeyDescriptor;
+    if (d.publicPackage.threshold !== need || sha256Hex(canonicalJson(d)) !== digest) return undefined;
     const signers = taken.map((c) => candidates.find((n) => n.id === c.nodeId)!);
     return {
       d,
@@ -201,7 +205,7 @@ export class Signing {
     const pool = this.deps.pool;
     if (!pool || nodeIds.length === 0) return;
     const stale = (await pool.list(keyId).catch(() => [])).filter((c) => nodeIds.includes(c.nodeId));
-    await Promise.all(stale.map((c) => pool.take(c).catch(() => false)));
+    await Promise.all(stale.map((c) => pool.take(c).catch(() => undefined)));
   }
 
   /** Ask every node for `count` pre-published commitments and keep those of the quorum's key version. */
@@ -231,7 +235,7 @@ export class Signing {
     if (!w || w.members.length < w.need) throw quorumFailure(`fewer than the threshold of nodes could preprocess ${keyId}`, { nodes: reports });
     const expiresAt = Math.floor(Date.now() / 1000) + POOL_TTL_S - 60;
     const items: PooledCommitment[] = w.members.flatMap((m) =>
-      m.value.commitments.map((c) => ({ keyId, nodeId: m.node.id, sessionId: c.sessionId, version: m.value.version, digest: w.group, descriptor: canonicalJson(m.value.descriptor), commitment: c.commitment, expiresAt })),
+      m.value.commitments.map((c) => ({ keyId, nodeId: m.node.id, sessionId: c.sessionId, version: m.value.version, digest: w.group, descriptor: canonicalJson(m.value.descriptor), threshold: w.need, commitment: c.commitment, expiresAt })),
     );
     await pool.add(items);
     return { keyId, version: w.members[0]!.value.version, added: Object.fromEntries(w.members.map((m) => [m.node.id, m.value.commitments.length])), nodes: reports };

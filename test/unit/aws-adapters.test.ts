@@ -1,12 +1,13 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { DynamoDBClient, ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { sdkStreamMixin } from '@smithy/util-stream';
 import { Readable } from 'node:stream';
 import { S3FragmentStore } from '../../lib/aws/fragment-store';
 import { DynamoAuditLog } from '../../lib/aws/audit-log';
 import { DynamoReplayGuard } from '../../lib/aws/replay-guard';
+import { DynamoCommitmentPool } from '../../lib/aws/commitment-pool';
 import { AuditUnavailableError, StorageError } from '../../lib/errors';
 
 const s3 = mockClient(S3Client);
@@ -86,5 +87,31 @@ describe('DynamoReplayGuard', () => {
     const g = new DynamoReplayGuard(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 'r');
     expect(await g.claim('node1', 'id', 1)).toBe(true);
     expect(await g.claim('node1', 'id', 1)).toBe(false);
+  });
+});
+
+describe('DynamoCommitmentPool', () => {
+  const pool = () => new DynamoCommitmentPool(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })), 'pool');
+  const entry = { keyId: 'k', nodeId: 'node1', sessionId: 's1', version: 1, digest: 'd'.repeat(64), threshold: 2, commitment: { identifier: 'i', hiding: 'h', binding: 'b' }, expiresAt: 4_000_000_000 };
+
+  it('lists without the descriptor, and drops expired entries', async () => {
+    ddb.on(QueryCommand).resolves({ Items: [entry, { ...entry, sessionId: 's2', expiresAt: 1 }] });
+    expect(await pool().list('k')).toEqual([entry]);
+    const input = ddb.commandCalls(QueryCommand)[0]!.args[0].input;
+    expect(Object.values(input.ExpressionAttributeNames ?? {})).not.toContain('descriptor');
+    expect(Object.values(input.ExpressionAttributeNames ?? {})).toEqual(expect.arrayContaining(['nodeId', 'sessionId', 'threshold', 'commitment']));
+  });
+
+  it('takes a commitment once, atomically, and hands back the whole item', async () => {
+    ddb.on(DeleteCommand).resolvesOnce({ Attributes: { ...entry, descriptor: '{}', sk: 'node1#s1' } }).rejects(conflict());
+    expect(await pool().take(entry)).toEqual({ ...entry, descriptor: '{}' });
+    expect(await pool().take(entry)).toBeUndefined();
+    const input = ddb.commandCalls(DeleteCommand)[0]!.args[0].input;
+    expect(input).toMatchObject({ Key: { keyId: 'k', sk: 'node1#s1' }, ConditionExpression: 'attribute_exists(sk)', ReturnValues: 'ALL_OLD' });
+  });
+
+  it('reports a storage failure as StorageError, not as a commitment already taken', async () => {
+    ddb.on(DeleteCommand).rejects(new Error('down'));
+    await expect(pool().take(entry)).rejects.toBeInstanceOf(StorageError);
   });
 });
