@@ -4,7 +4,7 @@
  * run metadata and markdown. Not a benchmark itself.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
@@ -266,4 +266,37 @@ export function writeArtifact(name: string, text: string): string {
   const file = path.join(artifacts, name);
   writeFileSync(file, text);
   return path.relative(ROOT, file);
+}
+
+// ---------------------------------------------------------------- CPU by process
+
+/** CPU time (user + system, ms) so far of the stack's processes and of this one; Linux /proc only. */
+export interface CpuSnapshot {
+  offline: number;
+  storage: number;
+  bench: number;
+}
+
+const CLOCK_TICKS = 100; // USER_HZ: what /proc counts in on Linux
+
+function procCpuMs(pid: number): number {
+  // Fields 14 and 15 of /proc/<pid>/stat (utime, stime) in clock ticks; the name field may hold spaces, so split after ')'.
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+}
+
+export function cpuSnapshot(stack: LocalStack): CpuSnapshot | undefined {
+  try {
+    const own = process.cpuUsage();
+    return { offline: procCpuMs(stack.pids.offline), storage: procCpuMs(stack.pids.storage), bench: (own.user + own.system) / 1000 };
+  } catch {
+    return undefined; // not Linux, or a process is gone
+  }
+}
+
+/** CPU per operation between two snapshots: where the wall time of a local run goes. */
+export function cpuPerOperation(before: CpuSnapshot | undefined, after: CpuSnapshot | undefined, operations: number): CpuSnapshot | undefined {
+  if (!before || !after || operations <= 0) return undefined;
+  const per = (k: keyof CpuSnapshot) => round1((after[k] - before[k]) / operations);
+  return { offline: per('offline'), storage: per('storage'), bench: per('bench') };
 }

@@ -27,10 +27,10 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { DynamoCommitmentPool } from '../lib/aws/commitment-pool.js';
 import { fastFrost } from '../lib/crypto/fast-frost.js';
 import { cpuPerOp, dealtKey, FAST_COLD, STOCK, thresholdSignature } from './frost-workload.js';
-import { isValidPublicPoint } from '../lib/crypto/frost.js';
+import { publicPointCheck } from '../lib/crypto/suite.js';
 import { fromHex, toB64, toHex, utf8 } from '../lib/encoding.js';
 import { ROOT, type LocalStack } from '../tools/local-stack.js';
-import { CLIENT_TIMEOUT_MS, commandLine, describeFailures, elapsed, fmt, gitRevision, HEALTHY, inTempDir, interrupted, iterationsFromEnv, latencyStats, loadAverage1m, machine, markdownTable, measure, reportHeader, round1, round2, runBench, withFederationStack, writeArtifact, writeJsonArtifact, type Federation, type LatencyStats, type Outcome, type Scenario } from './common.js';
+import { CLIENT_TIMEOUT_MS, commandLine, cpuPerOperation, cpuSnapshot, type CpuSnapshot, describeFailures, elapsed, fmt, gitRevision, HEALTHY, inTempDir, interrupted, iterationsFromEnv, latencyStats, loadAverage1m, machine, markdownTable, measure, reportHeader, round1, round2, runBench, withFederationStack, writeArtifact, writeJsonArtifact, type Federation, type LatencyStats, type Outcome, type Scenario } from './common.js';
 
 /** The two-round key: never preprocessed, so its commitment pool stays empty and every signature takes two rounds. */
 const SIGN_KEY_ID = 'bench-sign';
@@ -94,6 +94,8 @@ interface Row extends LatencyStats {
   preprocessing?: Preprocessing;
   /** What else happened to sls offline while this row was measured. */
   disturbances: Disturbances;
+  /** CPU ms per measured request, by process: sls offline (all functions), the S3/DynamoDB servers, this client. */
+  cpu?: CpuSnapshot | undefined;
 }
 
 /**
@@ -330,7 +332,7 @@ async function poolCounts(stack: LocalStack, keyId: string, ids: string[]): Prom
   return counts;
 }
 
-function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'signing' | 'keyId'>, outcomes: SignOutcome[], rest: Pick<Row, 'pool' | 'preprocessing' | 'disturbances'>): Row {
+function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'signing' | 'keyId'>, outcomes: SignOutcome[], rest: Pick<Row, 'pool' | 'preprocessing' | 'disturbances' | 'cpu'>): Row {
   // Spread apart to keep the JSON's key order: retried before failures and samples.
   const { failures, samplesMs, ...latency } = latencyStats(outcomes);
   const retried = outcomes.filter((o) => o.ok && (o.attempts ?? 1) > 1).length;
@@ -414,9 +416,10 @@ async function countPointCalls(ops: (() => void)[]): Promise<PointCalls[]> {
   });
 }
 
-/** The service's own extra point check (lib/crypto/frost.ts isValidPublicPoint), per call. */
-function pointCheckCost(): number {
+/** The service's own extra point check (lib/crypto/suite.ts publicPointCheck, libsodium), per call. */
+async function pointCheckCost(): Promise<number> {
   const hex = toHex(ed25519.getPublicKey(ed25519.utils.randomSecretKey()));
+  const isValidPublicPoint = await publicPointCheck();
   return round1(cpuPerOp(CPU.pointCheck.warmup, CPU.pointCheck.iterations, () => {
     if (!isValidPublicPoint(hex)) throw new Error('valid point rejected');
   }).cpuUs);
@@ -531,11 +534,16 @@ async function benchFederation(tmp: string, fed: Federation, iterations: number)
         const pooledBefore = Object.values(before).reduce((a, b) => a + b, 0);
         if (signing === 'two-round' && pooledBefore > 0) throw new Error(`two-round key ${key.keyId} has ${pooledBefore} pooled commitments: its rows would not be two-round`);
         let m = mark(stack);
-        const outcomes = await measure(`n=${fed.n} ${scenario.key} ${signing} sign`, SIGN_WARMUP, iterations, (seq) => signOnce(stack, key, seq), () => (m = mark(stack)));
+        let cpu0 = cpuSnapshot(stack);
+        const outcomes = await measure(`n=${fed.n} ${scenario.key} ${signing} sign`, SIGN_WARMUP, iterations, (seq) => signOnce(stack, key, seq), () => {
+          m = mark(stack);
+          cpu0 = cpuSnapshot(stack);
+        });
+        const cpu = cpuPerOperation(cpu0, cpuSnapshot(stack), iterations);
         const d = disturbancesSince(stack, m);
         const after = await poolCounts(stack, key.keyId, ids);
         if (disturbed(d)) console.log(`  disturbed: ${describeDisturbances(d)}`);
-        const row = summarize({ n: fed.n, t: fed.t, scenario: scenario.label, signing, keyId: key.keyId }, outcomes, { pool: { before, after }, ...(preprocessing ? { preprocessing } : {}), disturbances: d });
+        const row = summarize({ n: fed.n, t: fed.t, scenario: scenario.label, signing, keyId: key.keyId }, outcomes, { pool: { before, after }, ...(preprocessing ? { preprocessing } : {}), disturbances: d, cpu });
         console.log(`  ${signing}: one round in ${row.oneRound}/${row.iterations} measured requests; pool ${describePool(before)} -> ${describePool(after)}`);
         rows.push(row);
       }
@@ -549,6 +557,14 @@ async function benchFederation(tmp: string, fed: Federation, iterations: number)
 /** Pooled commitments per node, e.g. "node1 27, node2 77, node3 76" ("empty" if none). */
 function describePool(counts: Record<string, number>): string {
   return Object.values(counts).some((c) => c > 0) ? Object.entries(counts).map(([id, c]) => `${id} ${c}`).join(', ') : 'empty';
+}
+
+/** Where a local signature's wall time goes: CPU per request by process (2 cores shared by all of them). */
+function cpuByProcessTable(rows: Row[]): string {
+  return markdownTable(
+    [['n', 'r'], ['t', 'r'], ['scenario', 'l'], ['signing', 'l'], ['p50 ms', 'r'], ['sls offline CPU ms', 'r'], ['S3+DynamoDB servers CPU ms', 'r'], ['client CPU ms', 'r'], ['total CPU ms', 'r']],
+    rows.map((r) => [r.n, r.t, r.scenario, r.signing, fmt(r.p50Ms), ...(r.cpu ? [fmt(r.cpu.offline), fmt(r.cpu.storage), fmt(r.cpu.bench), fmt(round1(r.cpu.offline + r.cpu.storage + r.cpu.bench))] : ['n/a', 'n/a', 'n/a', 'n/a'])]),
+  );
 }
 
 function latencyTable(rows: Row[]): string {
@@ -618,7 +634,7 @@ async function main(): Promise<void> {
   console.log(`CPU cost: ${CPU.threshold.iterations} threshold signatures and ${CPU.plain.iterations} plain ones per federation ...`);
   let section = performance.now();
   const costs = FEDERATIONS.map(cpuCost);
-  const pointCheckUs = pointCheckCost();
+  const pointCheckUs = await pointCheckCost();
   console.log(`  done in ${(elapsed(section) / 1000).toFixed(1)} s; profiling ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures ...`);
   section = performance.now();
   const profile = await profileThresholdLoop();
@@ -653,7 +669,7 @@ async function main(): Promise<void> {
   const load = { start: round2(loadAtStart), afterCpu: round2(loadAfterCpu), end: round2(loadAverage1m()) };
   const signers = (t: number) => 2 * t + 2 * t * t;
   const notes = [
-    `Signing suite: production signing now uses the libsodium-backed FROST suite (lib/crypto/fast-frost.ts, loaded via lib/crypto/suite.ts): signShare on the nodes, verifyShare, aggregate and the final verify on the coordinator, so the end-to-end rows run on it (nonce commitments, frost.commit, and the isValidPublicPoint checks are still noble's stock code). The in-process CPU section measures noble's stock ed25519_FROST (its "stock" rows, the point-operation counts and the profile), with the fast suite as an extra row for comparison.`,
+    `Signing suite: production signing now uses the libsodium-backed FROST suite (lib/crypto/fast-frost.ts, loaded via lib/crypto/suite.ts): signShare on the nodes, verifyShare, aggregate and the final verify on the coordinator, so the end-to-end rows run on it (nonce commitments by frost.commit are still noble's stock code; the service's own commitment point checks use libsodium, lib/crypto/suite.ts publicPointCheck). The in-process CPU section measures noble's stock ed25519_FROST (its "stock" rows, the point-operation counts and the profile), with the fast suite as an extra row for comparison.`,
     `End to end: ${iterations} measured \`POST /keys/{keyId}/sign\` requests per row after ${SIGN_WARMUP} uncounted warm-ups per row; each signature checked against the DKG group key. Client wall time; p50/p99 nearest-rank over successful requests only (with few samples p99 is the maximum). "retried": successes that needed more than one coordinator attempt.`,
     `Two-round vs one-round: two-round rows sign with ${SIGN_KEY_ID}, which is never preprocessed (its pool is checked empty before each block), so every request runs round 1 (commit) and round 2 (share). One-round rows sign with a second DKG key, ${POOLED_KEY_ID}; before each one-round block \`POST /keys/{keyId}/preprocess {"count":${PREPROCESS_COUNT}}\` is called until every live node has added at least warm-ups + iterations (${SIGN_WARMUP + iterations}) commitments, so the coordinator can take t pooled commitments and go straight to round 2. Leftovers carry over between blocks (the down block's pool still holds node1's commitments from the healthy block). "rounds used": measured requests answered with \`"rounds": 1\`; a request that drew a commitment of a dead node falls back to two rounds (and counts as retried). The pool table shows the preprocessing and the pool per node (read from the pool table) before the warm-ups and after the block.`,
     `Down: node1's proxy closed (connection refused); coordinator node timeout ${NODE_TIMEOUT_MS} ms.`,
@@ -661,7 +677,7 @@ async function main(): Promise<void> {
     `DKG: wall time of \`POST /keys {"type":"ed25519"}\` (all n nodes, 5 relayed rounds). The first DKG on each stack creates the two-round signing key and is reported apart; the median is over the ${DKG_RUNS} runs after it. The one-round key's DKG, after those, is not in the table.`,
     `CPU: process.cpuUsage() (user + system, whole process, so including GC threads) per operation, in this process, no network. Threshold: commit + signShare on t signers, verifyShare of every share, aggregate, final verify, trusted-dealer key. Stock: noble ed25519_FROST, final ed25519.verify (${CPU.threshold.iterations} ops after ${CPU.threshold.warmup} warm-ups). Fast: the suite production signs with (lib/crypto/fast-frost.ts), final verify by the suite as the coordinator does, point-parse cache cleared before each signer's signShare and before the coordinator's part, as separate Lambdas see it (${CPU.fast.iterations} ops after ${CPU.fast.warmup}). Plain: noble ed25519.sign + ed25519.verify (${CPU.plain.iterations} ops after ${CPU.plain.warmup}). Same ${CPU_MESSAGE.length}-byte message.`,
     `CPU under tsx: this benchmark runs under tsx, where noble (ESM-only) is transpiled to CommonJS and its SHA-512 is slower than in the esbuild bundle the functions are deployed as. That weighs most on the fast suite, whose group operations are native: its ratio to plain is ~3.3x here for 2-of-3 vs ~2.1x bundled. For the bundled (as deployed) figures run \`npx tsx bench/frost-cpu.ts\`.`,
-    `Not in the CPU figure: the service's own point checks (lib/crypto/frost.ts isValidPublicPoint, ${fmt(pointCheckUs)} µs CPU each here): 2t by the coordinator and 2t by each of the t signing nodes per signature, i.e. ${FEDERATIONS.map((f) => `${signers(f.t)} for t=${f.t} (~${Math.round((signers(f.t) * pointCheckUs) / 1000)} ms)`).join(', ')}; nor JSON, hex, sealing, request signing, storage and audit writes.`,
+    `Not in the CPU figure: the service's own point checks (lib/crypto/suite.ts publicPointCheck, libsodium, ${fmt(pointCheckUs)} µs CPU each here): 2t by the coordinator and 2t by each of the t signing nodes per signature, i.e. ${FEDERATIONS.map((f) => `${signers(f.t)} for t=${f.t} (~${Math.round((signers(f.t) * pointCheckUs) / 1000)} ms)`).join(', ')}; nor JSON, hex, sealing, request signing, storage and audit writes.`,
     `Profile: V8 sampling profiler via node:inspector in this process, ${PROFILE.iterations} ${PROFILE.t}-of-${PROFILE.n} threshold signatures, ${PROFILE.samplingIntervalUs} µs sampling interval, ${round1(top.total)} ms sampled; time grouped by function name + file basename; self time is where the CPU was, total time includes callees (library functions only). Functions V8 inlined may be counted in their caller.`,
   ];
   const header = reportHeader(
@@ -675,6 +691,10 @@ ${header}
 ### End-to-end signing latency (sls offline), two-round and one-round
 
 ${latencyTable(rows)}
+
+CPU per request by process during each block (user + system from /proc; sls offline runs every function's handler in its worker threads, the S3 and DynamoDB servers share one process):
+
+${cpuByProcessTable(rows)}
 
 Commitment pool per block (one-round: preprocessing before the block; two-round: the key's pool, empty throughout):
 

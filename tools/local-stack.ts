@@ -62,6 +62,8 @@ export interface LocalStack {
   proxies: Map<string, NodeProxy>;
   descriptorFile: string;
   logFile: string;
+  /** Process ids, for benchmarks that split CPU time by process: sls offline (all functions) and the S3/DynamoDB servers. */
+  pids: { offline: number; storage: number };
   bucketOf(nodeId: string): string;
   auditTable: string;
   s3(): S3Client;
@@ -256,6 +258,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       proxies,
       descriptorFile,
       logFile,
+      pids: { offline: child.pid!, storage: servers.pid! },
       bucketOf,
       auditTable,
       s3,
