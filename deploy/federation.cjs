@@ -64,12 +64,16 @@ function render(stage, configFile) {
     ? { FEDKMS_S3_ENDPOINT: local.s3Endpoint, FEDKMS_DYNAMODB_ENDPOINT: local.dynamoEndpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' }
     : {};
 
+  // The native signing backend ships beside the bundle: keep only the Linux prebuilds the
+  // Lambda runtime can load (arm64 as deployed, x64 if the architecture is changed).
+  const nativeBackendOnly = { patterns: ['!node_modules/sodium-native/prebuilds/!(linux-arm64|linux-x64)/**'] };
   const functions = {};
   for (const n of cfg.nodes) {
     const bucketArn = local ? `arn:aws:s3:::fedkms-${stage}-${n.id}` : { 'Fn::GetAtt': [bucketLogicalId(n.id), 'Arn'] };
     const objectsArn = local ? `${bucketArn}/*` : { 'Fn::Sub': `\${${bucketLogicalId(n.id)}.Arn}/*` };
     functions[n.id] = {
       handler: 'functions/node.handler',
+      package: nativeBackendOnly,
       description: `fedkms node ${n.id}: holds one share of every key, in its own bucket`,
       environment: {
         ...localAws,
@@ -141,6 +145,7 @@ function render(stage, configFile) {
   ];
   functions.reconstruct = {
     handler: 'functions/reconstruct.handler',
+    package: nativeBackendOnly,
     description: 'fedkms coordinator: fans out to the nodes, verifies and combines',
     // API Gateway HTTP APIs stop waiting at 30 s; a local stack may allow more (FEDKMS_FUNCTION_TIMEOUT).
     timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
