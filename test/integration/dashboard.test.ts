@@ -36,12 +36,14 @@ function signedNodeRequest(nodeId: string, path: string, query: Record<string, s
 }
 
 /** A request to the coordinator's /federation routes signed with `key` as the dashboard (what the dashboard function sends). */
-function signedCoordinatorRequest(path: string, key: string) {
+function signedCoordinatorRequest(path: string, key: string, payload?: unknown) {
+  const method = payload === undefined ? 'GET' : 'POST';
+  const body = payload === undefined ? '' : JSON.stringify(payload);
   const timestamp = String(Date.now());
   const requestId = randomUUID();
-  const signature = signRequest(fromB64(key), { method: 'GET', audience: 'coordinator', path, query: {}, body: '', timestamp, requestId });
-  const headers = { [HEADERS.signer]: 'dashboard', [HEADERS.signature]: signature, [HEADERS.timestamp]: timestamp, [HEADERS.requestId]: requestId };
-  return () => fetch(`${stack.url}${path}`, { headers }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+  const signature = signRequest(fromB64(key), { method, audience: 'coordinator', path, query: {}, body, timestamp, requestId });
+  const headers = { 'content-type': 'application/json', [HEADERS.signer]: 'dashboard', [HEADERS.signature]: signature, [HEADERS.timestamp]: timestamp, [HEADERS.requestId]: requestId };
+  return () => fetch(`${stack.url}${path}`, { method, headers, ...(body ? { body } : {}) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 }
 
 const viewerToken = () => stack.secrets['dashboard']!['viewerToken']!;
@@ -170,6 +172,13 @@ describe('dashboard access', () => {
     expect((await send()).body.error.code).toBe('request_replayed');
     expect((await fetch(`${stack.url}/federation/state`)).status).toBe(401);
     expect((await signedCoordinatorRequest('/federation/state', stack.secrets['coordinator']!['privateKey']!)()).body.error.code).toBe('signature_invalid');
+    // A refusal report must be well formed, even from the dashboard's own key.
+    const malformed = await signedCoordinatorRequest('/federation/refusals', key, { code: 'auth_invalid', method: 'GET', path: '/x', note: 'extra' })();
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error.code).toBe('invalid_input');
+    expect(JSON.stringify(malformed.body)).not.toMatch(/at .*\.ts|stack/);
+    const recorded = await signedCoordinatorRequest('/federation/refusals', key, { code: 'auth_invalid', method: 'GET', path: '/dashboard/probe' })();
+    expect(recorded).toEqual({ status: 200, body: { recorded: true } });
     const state = await fetch(`${stack.url}/dashboard/api/state`, { headers: { authorization: `Bearer ${viewerToken()}` } }).then((r) => r.json() as Promise<any>);
     expect(state.security).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'auth', nodeId: 'node1' })]));
     // The wrong passwords above, refused by the dashboard and audited through the coordinator.
