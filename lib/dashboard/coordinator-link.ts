@@ -20,7 +20,7 @@ export class CoordinatorLink {
   ) {}
 
   /** The parsed JSON answer; 503 coordinator_unreachable, or 502 coordinator_error naming its status and code. */
-  async call(method: 'GET' | 'POST', path: string, payload?: unknown): Promise<unknown> {
+  async call(method: 'GET' | 'POST', path: string, payload?: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     const body = payload === undefined ? '' : JSON.stringify(payload);
     const timestamp = String(Date.now());
     const requestId = randomUUID();
@@ -31,7 +31,7 @@ export class CoordinatorLink {
     try {
       res = await this.fetchImpl(`${this.baseUrl.replace(/\/$/, '')}${path}`, {
         method,
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
         headers: {
           'content-type': 'application/json',
           [HEADERS.signer]: 'dashboard',

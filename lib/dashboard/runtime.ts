@@ -20,6 +20,8 @@ export interface DashboardConfig {
   COORDINATOR_TIMEOUT_MS: number;
 }
 
+const REPORT_TIMEOUT_MS = 2000;
+
 const bad = (name: string) => new Error(`invalid function configuration: ${name}`);
 
 function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number, fallback: number): number {
@@ -74,7 +76,8 @@ export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, fetchImpl
       const code = (e as { code?: string }).code;
       if (code && code !== 'auth_missing') {
         const report = { code, method: req.method, path: req.rawPath.slice(0, 200), ...(req.sourceIp ? { sourceIp: req.sourceIp.slice(0, 64) } : {}) };
-        await coordinator.call('POST', '/federation/refusals', report).catch(() => undefined);
+        // Briefly: a wrong password must not wait on a slow coordinator for its 401.
+        await coordinator.call('POST', '/federation/refusals', report, Math.min(cfg.COORDINATOR_TIMEOUT_MS, REPORT_TIMEOUT_MS)).catch(() => undefined);
       }
       throw e;
     }

@@ -129,6 +129,18 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
     await expect(rt.authenticate({ method: 'GET', rawPath: '/dashboard', headers: { authorization: 'Bearer nope' } } as unknown as HttpRequest)).rejects.toMatchObject({ code: 'auth_invalid' });
   });
 
+  it('gives up reporting a refusal after 2 s, so a wrong password is answered without waiting on the coordinator', async () => {
+    let signal: AbortSignal | undefined;
+    const hang = ((_url: string, init: RequestInit) => {
+      signal = init.signal ?? undefined;
+      return new Promise((_, reject) => init.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    // The default coordinator timeout is 20 s; the report is abandoned at 2 s (AbortSignal.timeout runs on real time).
+    const rt = dashboardRuntime(env(), hang);
+    await expect(rt.authenticate({ method: 'GET', rawPath: '/dashboard', headers: { authorization: 'Bearer nope' } } as unknown as HttpRequest)).rejects.toMatchObject({ code: 'auth_invalid' });
+    expect(signal?.aborted).toBe(true);
+  });
+
   it('checks its configuration by hand and names the bad variable', () => {
     expect(dashboardConfig(env())).toMatchObject({ COORDINATOR_URL: 'https://api.example', DASHBOARD_REFRESH_S: 5, COORDINATOR_TIMEOUT_MS: 20_000 });
     expect(() => dashboardConfig(env({ COORDINATOR_URL: 'ftp://x' }))).toThrow('COORDINATOR_URL');
