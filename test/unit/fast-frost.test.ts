@@ -14,21 +14,13 @@ import { clearFastFrostCache, createFastFrost, fastFrost as fast } from '../../l
 import { nativeEd25519 } from '../../lib/crypto/sodium-ed25519';
 import { isValidPublicPoint } from '../../lib/crypto/frost';
 import { publicPointCheck } from '../../lib/crypto/suite';
+import { scriptedRng } from '../support/scripted-rng';
 
 type Suite = typeof stock;
 const Fn = stock.utils.Fn;
 const Noble = ed25519.Point;
 const msg = hexToBytes(V.inputs.message);
 const id = (n: number) => stock.Identifier.fromNumber(n);
-
-function scriptedRng(chunks: Uint8Array[]) {
-  return (len?: number): Uint8Array => {
-    const next = chunks.shift();
-    if (!next) throw new Error('scripted RNG exhausted');
-    if (next.length !== len) throw new Error(`scripted RNG: asked for ${len} bytes, have ${next.length}`);
-    return next;
-  };
-}
 
 /** noble draws coefficients as mapHashToField(rng(48)) = (x mod (L-1)) + 1: feed c-1 (see frost-vectors.test.ts). */
 const coefficientRngBytes = (hex: string) => numberToBytesLE(Fn.sub(Fn.fromBytes(hexToBytes(hex)), Fn.ONE), getMinHashLength(Fn.ORDER));

@@ -11,22 +11,13 @@ import { bytesToHex, bytesToNumberLE, concatBytes, hexToBytes, numberToBytesLE }
 import { sha512 } from '@noble/hashes/sha2.js';
 import V from '../../fixtures/rfc9591-frost-ed25519-sha512.json';
 import { publicKeyFormats } from '../../lib/crypto/key-formats';
+import { scriptedRng } from '../support/scripted-rng';
 
 const Fn = frost.utils.Fn;
 const signers = { min: V.config.MIN_PARTICIPANTS, max: V.config.MAX_PARTICIPANTS };
 const msg = hexToBytes(V.inputs.message);
 const groupPublicKey = hexToBytes(V.inputs.group_public_key);
 const id = (n: number) => frost.Identifier.fromNumber(n);
-
-/** An RNG that hands out exactly the given byte strings, in order, and checks each request's length. */
-function scriptedRng(chunks: Uint8Array[]) {
-  return (len?: number): Uint8Array => {
-    const next = chunks.shift();
-    if (!next) throw new Error('scripted RNG exhausted');
-    if (next.length !== len) throw new Error(`scripted RNG: asked for ${len} bytes, have ${next.length}`);
-    return next;
-  };
-}
 
 /**
  * noble's dealer draws each coefficient as mapHashToField(rng(48)) = (x mod (L-1)) + 1, never the
