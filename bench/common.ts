@@ -152,10 +152,10 @@ export async function inTempDir(fn: (tmp: string) => Promise<void>): Promise<boo
   return !wasInterrupted;
 }
 
-function writeFederationConfig(tmp: string, { n, t }: Federation, nodeTimeoutMs: number): { configFile: string; ids: string[] } {
+function writeFederationConfig(tmp: string, { n, t }: Federation, requestBudgetMs: number): { configFile: string; ids: string[] } {
   const ids = Array.from({ length: n }, (_, i) => `node${i + 1}`);
   const configFile = path.join(tmp, `federation-${t}-of-${n}.json`);
-  writeFileSync(configFile, JSON.stringify({ threshold: t, nodes: ids.map((id) => ({ id })), nodeTimeoutMs }, null, 2));
+  writeFileSync(configFile, JSON.stringify({ threshold: t, nodes: ids.map((id) => ({ id })), requestBudgetMs }, null, 2));
   return { configFile, ids };
 }
 
@@ -170,8 +170,8 @@ async function warmNodes(stack: LocalStack): Promise<void> {
 }
 
 /** Starts a warmed-up local stack for `fed` under tmp, runs fn against it, and always stops it. */
-export async function withFederationStack<T>(tmp: string, fed: Federation, nodeTimeoutMs: number, fn: (stack: LocalStack, ids: string[]) => Promise<T>): Promise<T> {
-  const { configFile, ids } = writeFederationConfig(tmp, fed, nodeTimeoutMs);
+export async function withFederationStack<T>(tmp: string, fed: Federation, requestBudgetMs: number, fn: (stack: LocalStack, ids: string[]) => Promise<T>): Promise<T> {
+  const { configFile, ids } = writeFederationConfig(tmp, fed, requestBudgetMs);
   const dir = mkdtempSync(path.join(tmp, `stack-${fed.n}-`));
   console.log(`n=${fed.n} (${fed.t}-of-${fed.n}): starting the local stack in ${dir} ...`);
   const startedAt = performance.now();

@@ -27,7 +27,7 @@ const FEDERATIONS = [
   { n: 5, t: 3 },
   { n: 10, t: 6 },
 ];
-const NODE_TIMEOUT_MS = 1000;
+const REQUEST_BUDGET_MS = 1000;
 const SLOW_DELAY_MS = 2000;
 /** Per-node abort of the baseline: long enough that it really waits for the slow node. */
 const BASELINE_CALL_TIMEOUT_MS = 5000;
@@ -174,7 +174,7 @@ async function importKey(stack: LocalStack): Promise<void> {
 
 async function benchFederation(tmp: string, fed: { n: number; t: number }, iterations: number): Promise<Row[]> {
   if (interrupted()) return [];
-  return withFederationStack(tmp, fed, NODE_TIMEOUT_MS, async (stack, ids) => {
+  return withFederationStack(tmp, fed, REQUEST_BUDGET_MS, async (stack, ids) => {
     await importKey(stack);
     const baseline = baselineFor(stack);
     const rows: Row[] = [];
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
   const notes = [
     `${iterations} measured requests per row after ${WARMUP.concurrent} (coordinator) / ${WARMUP.sequential} (baseline) uncounted warm-ups.`,
     `Latency: client wall time; p50/p99 nearest-rank over successful requests only (with few samples p99 is the maximum).`,
-    `Degraded: node1 down (connection refused), node2 delayed ${SLOW_DELAY_MS} ms by its proxy; coordinator node timeout ${NODE_TIMEOUT_MS} ms, baseline per-call abort ${BASELINE_CALL_TIMEOUT_MS} ms.`,
+    `Degraded: node1 down (connection refused), node2 delayed ${SLOW_DELAY_MS} ms by its proxy; request budget ${REQUEST_BUDGET_MS} ms, baseline per-call abort ${BASELINE_CALL_TIMEOUT_MS} ms.`,
   ];
   const header = reportHeader('fedkms reconstruction benchmark (sls offline)', { date, began, command, machine: info, loadPoints: 'start / end', loads: [load.start, load.end] }, notes);
   console.log(`\n${header}\n\n${resultTable(rows)}\n`);

@@ -15,6 +15,14 @@ const path = require('node:path');
 
 const ID = /^[a-z0-9-]{1,32}$/;
 
+/**
+ * How many requests each function serves at once: its reserved concurrency in AWS, and the
+ * admission limit of the local stack's front doors (tools/admission.ts). Beyond it a request is
+ * refused at once with 429 and Retry-After, before any work. A node takes a little more than
+ * the coordinator, so the coordinator's own fan-outs (and the dashboard's) never find it full.
+ */
+const DEFAULT_CONCURRENCY = { coordinator: 4, node: 6, dashboard: 2 };
+
 function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..', 'fedkms.config.json')) {
   const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
   const nodes = (cfg.nodes || []).map((n, i) => ({ id: n.id, index: n.index || i + 1 }));
@@ -27,7 +35,11 @@ function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..
   if (cfg.apiAuthorizer !== undefined && !['none', 'aws_iam'].includes(cfg.apiAuthorizer)) {
     throw new Error(`${file}: apiAuthorizer must be "none" or "aws_iam"`);
   }
-  return { threshold: cfg.threshold, nodes, nodeTimeoutMs: cfg.nodeTimeoutMs || 1500, apiAuthorizer: cfg.apiAuthorizer || 'none' };
+  const concurrency = { ...DEFAULT_CONCURRENCY, ...(cfg.concurrency || {}) };
+  if (Object.values(concurrency).some((c) => !Number.isInteger(c) || c < 1 || c > 1000)) {
+    throw new Error(`${file}: concurrency values must be integers from 1 to 1000`);
+  }
+  return { threshold: cfg.threshold, nodes, requestBudgetMs: cfg.requestBudgetMs || 8000, concurrency, apiAuthorizer: cfg.apiAuthorizer || 'none' };
 }
 
 function loadLocal() {
@@ -73,6 +85,7 @@ function render(stage, configFile) {
     const objectsArn = local ? `${bucketArn}/*` : { 'Fn::Sub': `\${${bucketLogicalId(n.id)}.Arn}/*` };
     functions[n.id] = {
       handler: 'functions/node.handler',
+      reservedConcurrency: cfg.concurrency.node,
       package: nativeBackendOnly,
       description: `fedkms node ${n.id}: holds one share of every key, in its own bucket`,
       environment: {
@@ -136,7 +149,7 @@ function render(stage, configFile) {
     AUDIT_TABLE: auditTable,
     FEDKMS_THRESHOLD: String(cfg.threshold),
     FEDKMS_NODES: local ? nodesJson : { 'Fn::Sub': nodesJson },
-    NODE_TIMEOUT_MS: String(cfg.nodeTimeoutMs),
+    REQUEST_BUDGET_MS: String(cfg.requestBudgetMs),
   };
   // Append to its own `<stream>#*` chains; read every chain for verification.
   const auditAccess = (...streams) => [
@@ -145,6 +158,7 @@ function render(stage, configFile) {
   ];
   functions.reconstruct = {
     handler: 'functions/reconstruct.handler',
+    reservedConcurrency: cfg.concurrency.coordinator,
     package: nativeBackendOnly,
     description: 'fedkms coordinator: fans out to the nodes, verifies and combines',
     // API Gateway HTTP APIs stop waiting at 30 s; a local stack may allow more (FEDKMS_FUNCTION_TIMEOUT).
@@ -197,6 +211,7 @@ function render(stage, configFile) {
   };
   functions.dashboard = {
     handler: 'functions/dashboard.handler',
+    reservedConcurrency: cfg.concurrency.dashboard,
     description: 'fedkms dashboard: node health, fragment availability, events, security log (read-only)',
     timeout: Number(process.env.FEDKMS_FUNCTION_TIMEOUT) || 29,
     environment: {

@@ -47,6 +47,8 @@ const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
 export const handler = httpApi({
   service: 'fedkms-reconstruct',
   telemetry: obs,
+  // A client that names no budget gets the configured one (the function timeout caps both).
+  defaultBudgetMs: () => coordinatorRuntime(process.env, obs).cfg.REQUEST_BUDGET_MS,
   routeOf: (req) => `${req.method} ${req.rawPath.replace(/^\/keys\/[^/]+/, '/keys/{keyId}')}`,
   routes: {
     'GET /status': async () => coordinatorRuntime().coordinator.status(),

@@ -11,6 +11,8 @@ export class FedkmsError extends Error {
     readonly status: number,
     message: string,
     readonly details?: ErrorDetails,
+    /** Sent as Retry-After: the refusal came before any effect, and trying again later may succeed. */
+    readonly retryAfterS?: number,
   ) {
     super(message);
     this.name = new.target.name;
@@ -55,8 +57,15 @@ export class PayloadTooLargeError extends FedkmsError {
 
 /** Not enough healthy nodes answered; `details.nodes` names what went wrong with each. */
 export class QuorumError extends FedkmsError {
-  constructor(message: string, details: ErrorDetails) {
-    super('quorum_not_reached', 503, message, details);
+  constructor(message: string, details: ErrorDetails, retryAfterS?: number) {
+    super('quorum_not_reached', 503, message, details, retryAfterS);
+  }
+}
+
+/** The request's deadline passed (or left too little to start): the caller gets a failure, never a hang or a hidden timeout. */
+export class DeadlineExceededError extends FedkmsError {
+  constructor(message = 'the request deadline passed before the work could finish') {
+    super('deadline_exceeded', 504, message);
   }
 }
 
@@ -107,3 +116,13 @@ export class StorageError extends FedkmsError {
 }
 
 export const isFedkmsError = (e: unknown): e is FedkmsError => e instanceof FedkmsError;
+
+/**
+ * Another create of this key id holds it: in flight, or abandoned and not yet expired.
+ * Nothing was done; `retryAfterS` says when trying again may get another answer.
+ */
+export class KeyBeingCreatedError extends FedkmsError {
+  constructor(keyId: string, retryAfterS: number, details?: ErrorDetails) {
+    super('key_being_created', 409, `key ${keyId} is being created by another request`, details, Math.max(1, Math.ceil(retryAfterS)));
+  }
+}

@@ -69,7 +69,8 @@ const coordinatorSchema = z.object({
   /** Approvals of reconstruction requests (collected here, re-checked by every node). */
   APPROVALS_TABLE: z.string().min(1).optional(),
   MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
-  NODE_TIMEOUT_MS: z.coerce.number().int().positive().default(1500),
+  /** The budget of a request whose client names none (ms); the function timeout caps every budget (lib/deadline.ts). */
+  REQUEST_BUDGET_MS: z.coerce.number().int().positive().default(8000),
   /** The dashboard function's Ed25519 key: it may read the dashboard state here, nothing else (lib/coordinator/dashboard-feed.ts). */
   DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
   DASHBOARD_MAX_KEYS: z.coerce.number().int().min(1).max(500).default(25),
@@ -93,3 +94,14 @@ function parse<T extends z.ZodTypeAny>(schema: T, env: NodeJS.ProcessEnv): z.inf
 
 export const nodeConfig = (env: NodeJS.ProcessEnv = process.env): NodeConfig => parse(nodeSchema, env);
 export const coordinatorConfig = (env: NodeJS.ProcessEnv = process.env): CoordinatorConfig => parse(coordinatorSchema, env);
+
+/**
+ * The values a function's configuration is read from, as one string: a runtime built from
+ * them can be kept for the next request of the same warm instance (parsing, key decoding and
+ * client construction then happen once per cold start). Keyed by value, not cached blindly,
+ * because node functions share one handler file and a local runner may serve several nodes.
+ */
+export function configKey(kind: 'node' | 'coordinator', env: NodeJS.ProcessEnv = process.env): string {
+  const schema = kind === 'node' ? nodeSchema : coordinatorSchema;
+  return JSON.stringify(Object.keys(schema.shape).map((k) => env[k] ?? null));
+}

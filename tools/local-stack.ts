@@ -19,13 +19,15 @@ import { generateSigningKey } from '../lib/crypto/request-signing.js';
 import { fromB64, toB64 } from '../lib/encoding.js';
 import type { ClientIdentity } from '../lib/client/signer.js';
 import { NodeProxy, type ProxyMode } from './node-proxy.js';
+import { Admission } from './admission.js';
+import { FrontDoor, type Admissions } from './front-door.js';
 
 export const ROOT = path.resolve(__dirname, '..');
 
 export interface FederationConfig {
   threshold: number;
   nodes: { id: string; index?: number }[];
-  nodeTimeoutMs?: number;
+  requestBudgetMs?: number;
 }
 
 export interface LocalStackOptions {
@@ -40,7 +42,7 @@ export interface LocalStackOptions {
   /** Keep DynamoDB on disk under dir (the long-running federation) instead of in memory (tests). */
   persist?: boolean;
   /** Override the per-node timeout of the coordinator. */
-  nodeTimeoutMs?: number;
+  requestBudgetMs?: number;
   /** Override every function's timeout, seconds (sls offline enforces it). */
   functionTimeoutS?: number;
   /** Rebuild and restart the functions when handlers or lib/ change (the developer's stack only). */
@@ -60,6 +62,8 @@ export interface LocalStack {
   dynamoEndpoint: string;
   secrets: Secrets;
   proxies: Map<string, NodeProxy>;
+  /** Each function's concurrency limit and counters (admitted, refused, in flight). */
+  admissions: Admissions;
   descriptorFile: string;
   logFile: string;
   /** Process ids, for benchmarks that split CPU time by process: sls offline (all functions) and the S3/DynamoDB servers. */
@@ -70,16 +74,38 @@ export interface LocalStack {
   dynamo(): DynamoDBClient;
   setNode(nodeId: string, mode: ProxyMode): Promise<void>;
   stopDynamo(): Promise<void>;
+  /** Requests the S3/DynamoDB servers have served so far, by operation ("s3:GET", "dynamodb:PutItem", ...). */
+  storageStats(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
-/** The DynamoDB tables of the deployment template (deploy/federation.cjs), for this stage. */
-function declaredTables(stage: string, configFile: string): TableDeclaration[] {
+interface RenderedTemplate {
+  functions: Record<string, { reservedConcurrency?: number }>;
+  resources: { Resources: Record<string, { Type: string; Properties: unknown }> };
+}
+
+/** The deployment template (deploy/federation.cjs) for this stage: the local stack builds what it declares. */
+function template(stage: string, configFile: string): RenderedTemplate {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { render } = require('../deploy/federation.cjs') as { render: (stage: string, configFile: string) => { resources: { Resources: Record<string, { Type: string; Properties: unknown }> } } };
-  return Object.values(render(stage, configFile).resources.Resources)
+  const { render } = require('../deploy/federation.cjs') as { render: (stage: string, configFile: string) => RenderedTemplate };
+  return render(stage, configFile);
+}
+
+/** The DynamoDB tables of the template. */
+function declaredTables(t: RenderedTemplate): TableDeclaration[] {
+  return Object.values(t.resources.Resources)
     .filter((r) => r.Type === 'AWS::DynamoDB::Table')
     .map((r) => r.Properties as TableDeclaration);
+}
+
+/** Every function's reserved concurrency, enforced locally by the front doors. */
+function admissionsOf(t: RenderedTemplate, nodeIds: string[]): Admissions {
+  const limit = (fn: string) => {
+    const c = t.functions[fn]?.reservedConcurrency;
+    if (!c) throw new Error(`the template reserves no concurrency for ${fn}`);
+    return new Admission(fn, c);
+  };
+  return { coordinator: limit('reconstruct'), dashboard: limit('dashboard'), nodes: new Map(nodeIds.map((id) => [id, limit(id)])) };
 }
 
 async function freePort(): Promise<number> {
@@ -177,6 +203,18 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       servers.stdin!.write('stop-dynamo\n');
       await stopped;
     };
+    const storageStats = () =>
+      new Promise<Record<string, number>>((resolve) => {
+        // Skip any other line (e.g. a stop-dynamo answer) until the stats line.
+        const onLine = (l: string) => {
+          const stats = (JSON.parse(l) as { stats?: Record<string, number> }).stats;
+          if (!stats) return;
+          lines.off('line', onLine);
+          resolve(stats);
+        };
+        lines.on('line', onLine);
+        servers.stdin!.write('stats\n');
+      });
 
     const region = 'us-east-1';
     // s3rver knows one account, S3RVER; dynalite accepts any credentials.
@@ -192,15 +230,22 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const bucketOf = (id: string) => `fedkms-${stage}-${id}`;
     const auditTable = `fedkms-${stage}-audit`;
     await createBuckets(s3(), nodeIds.map(bucketOf));
-    await createTables(dynamo(), declaredTables(stage, configFile));
+    const rendered = template(stage, configFile);
+    await createTables(dynamo(), declaredTables(rendered));
     log(`local S3 (s3rver) at ${s3Endpoint}, local DynamoDB (dynalite) at ${dynamoEndpoint}`);
 
     // One proxy per node in front of sls offline: each node gets its own loopback endpoint.
-    const httpPort = opts.httpPort || (await freePort());
+    // The public port is the front door (admission, as API Gateway + reserved concurrency);
+    // sls offline listens on a private port behind it.
+    const admissions = admissionsOf(rendered, nodeIds);
+    const offlinePort = await freePort();
     const lambdaPort = await freePort();
+    const frontDoor = new FrontDoor(`http://127.0.0.1:${offlinePort}`, admissions);
+    const httpPort = await frontDoor.start(opts.httpPort ?? 0);
+    cleanups.push(() => frontDoor.close());
     const proxies = new Map<string, NodeProxy>();
     for (const id of nodeIds) {
-      const p = new NodeProxy(id, `http://127.0.0.1:${httpPort}/nodes/${id}`);
+      const p = new NodeProxy(id, `http://127.0.0.1:${offlinePort}/nodes/${id}`, admissions.nodes.get(id));
       await p.start();
       proxies.set(id, p);
       cleanups.push(() => p.close());
@@ -221,16 +266,16 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     if (opts.functionTimeoutS) env['FEDKMS_FUNCTION_TIMEOUT'] = String(opts.functionTimeoutS);
     // A path that never exists: a test stack must not restart because someone saved a file.
     env['FEDKMS_WATCH_PATTERN'] = opts.watch ? './{functions,lib}/**/*.ts' : './.fedkms-no-watch';
-    if (opts.nodeTimeoutMs) {
+    if (opts.requestBudgetMs) {
       const cfgCopy = path.join(dir, 'fedkms.config.json');
-      writeFileSync(cfgCopy, JSON.stringify({ ...config, nodeTimeoutMs: opts.nodeTimeoutMs }));
+      writeFileSync(cfgCopy, JSON.stringify({ ...config, requestBudgetMs: opts.requestBudgetMs }));
       env['FEDKMS_CONFIG'] = cfgCopy;
     }
     const logFile = path.join(dir, 'offline.log');
     const out = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort)],
+      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(offlinePort), '--lambdaPort', String(lambdaPort)],
       // Same process group as the caller: Ctrl-C in a terminal reaches sls offline too.
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -256,6 +301,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       dynamoEndpoint,
       secrets,
       proxies,
+      admissions,
       descriptorFile,
       logFile,
       pids: { offline: child.pid!, storage: servers.pid! },
@@ -269,6 +315,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
         await p.setMode(mode);
       },
       stopDynamo,
+      storageStats,
       stop,
     };
   } catch (e) {

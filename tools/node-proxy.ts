@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { admit, forward, type Admission } from './admission.js';
 
 /** Rewrites a JSON answer in flight: a compromised node that still holds its keys. `http` is the request's URL and headers. */
 export type Rewrite = (path: string, answer: any, request: any, http: { url: string; headers: http.IncomingHttpHeaders }) => any;
@@ -17,7 +18,8 @@ export class NodeProxy {
   private mode: ProxyMode = { kind: 'up' };
   port = 0;
 
-  constructor(readonly nodeId: string, private readonly target: string) {}
+  /** `admission`: the node function's concurrency limit (tools/admission.ts), checked before anything else. */
+  constructor(readonly nodeId: string, private readonly target: string, private readonly admission?: Admission) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -28,14 +30,8 @@ export class NodeProxy {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => this.forward(req, res));
-    server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
+    this.server = await listen((req, res) => this.forward(req, res), this.port);
+    this.port = (this.server.address() as AddressInfo).port;
   }
 
   async setMode(mode: ProxyMode): Promise<void> {
@@ -48,70 +44,74 @@ export class NodeProxy {
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    if (!s) return;
-    await new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+    if (s) await closeServer(s);
   }
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (this.mode.kind === 'tamper') return this.tamper(req, res, this.mode.rewrite);
-    const go = () => {
-      const upstream = http.request(
-        `${this.target}${req.url ?? '/'}`,
-        { method: req.method, headers: { ...req.headers, host: new URL(this.target).host } },
-        (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        },
-      );
-      upstream.on('error', () => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
-        res.end('{"error":{"code":"bad_gateway","message":"node unreachable"}}');
-      });
-      req.pipe(upstream);
-    };
-    if (this.mode.kind !== 'slow') return go();
-    // A caller that gives up (timeout, cancelled) must not still reach the node later.
-    const timer = setTimeout(go, this.mode.delayMs);
-    res.on('close', () => clearTimeout(timer));
+    admit(this.admission, req, res, (release) => this.pass(req, res, release));
   }
 
-  /** Buffer the request and the answer, let `rewrite` change a successful JSON answer. */
-  private tamper(req: http.IncomingMessage, res: http.ServerResponse, rewrite: Rewrite): void {
+  private pass(req: http.IncomingMessage, res: http.ServerResponse, release: () => void): void {
+    const target = `${this.target}${req.url ?? '/'}`;
+    if (this.mode.kind === 'tamper') return this.tamper(req, res, target, this.mode.rewrite, release);
+    if (this.mode.kind !== 'slow') return forward(req, res, target, { onDone: release });
+    // A caller that gives up (timeout, cancelled) must not still reach the node later.
+    let forwarded = false;
+    const timer = setTimeout(() => {
+      forwarded = true;
+      forward(req, res, target, { onDone: release });
+    }, this.mode.delayMs);
+    res.on('close', () => {
+      if (forwarded) return;
+      clearTimeout(timer);
+      release();
+    });
+  }
+
+  /** Buffer the request, let `rewrite` change a successful JSON answer. */
+  private tamper(req: http.IncomingMessage, res: http.ServerResponse, target: string, rewrite: Rewrite, release: () => void): void {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      const upstream = http.request(
-        `${this.target}${req.url ?? '/'}`,
-        // Ask for identity encoding: the answer must be readable to be rewritten.
-        { method: req.method, headers: { ...req.headers, host: new URL(this.target).host, 'content-length': String(body.length), 'accept-encoding': 'identity' } },
-        (r) => {
-          const out: Buffer[] = [];
-          r.on('data', (c: Buffer) => out.push(c));
-          r.on('end', () => {
-            let text = Buffer.concat(out).toString('utf8');
-            if ((r.statusCode ?? 500) < 300 && text) {
-              try {
-                const path = (req.url ?? '/').split('?')[0]!;
-                const requestJson = body.length ? JSON.parse(body.toString('utf8')) : undefined;
-                text = JSON.stringify(rewrite(path, JSON.parse(text), requestJson, { url: req.url ?? '/', headers: req.headers }));
-              } catch {
-                // Not JSON: pass it through unchanged.
-              }
-            }
-            res.writeHead(r.statusCode ?? 502, { 'content-type': 'application/json' });
-            res.end(text);
-          });
+      forward(req, res, target, {
+        body,
+        onDone: release,
+        rewrite: (status, text) => {
+          if (status >= 300 || !text) return text;
+          try {
+            const path = (req.url ?? '/').split('?')[0]!;
+            const requestJson = body.length ? JSON.parse(body.toString('utf8')) : undefined;
+            return JSON.stringify(rewrite(path, JSON.parse(text), requestJson, { url: req.url ?? '/', headers: req.headers }));
+          } catch {
+            // Not JSON: pass it through unchanged.
+            return text;
+          }
         },
-      );
-      upstream.on('error', () => {
-        res.writeHead(502, { 'content-type': 'application/json' });
-        res.end('{"error":{"code":"bad_gateway","message":"node unreachable"}}');
       });
-      upstream.end(body);
     });
   }
+}
+
+/** Sockets idle this long are closed; the keep-alive header we send says the same (never sls offline's). */
+const KEEP_ALIVE_MS = 5000;
+
+/** Listen on loopback; a port that is taken is an error that says so, never someone else's server. */
+export async function listen(handler: http.RequestListener, port: number): Promise<http.Server> {
+  const server = http.createServer(handler);
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'EADDRINUSE' ? new Error(`port ${port} on 127.0.0.1 is already in use by another process; stop it or choose another port`) : e),
+    );
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+export async function closeServer(s: http.Server): Promise<void> {
+  await new Promise<void>((resolve) => {
+    s.close(() => resolve());
+    s.closeAllConnections();
+  });
 }

@@ -6,20 +6,25 @@
 import { CORRELATION_HEADER } from '../observability.js';
 import { signedHeaders, type ClientIdentity } from './signer.js';
 import { CLIENT_HEADERS } from '../crypto/client-auth.js';
+import { BUDGET_HEADER } from '../deadline.js';
 
 export interface ApiAnswer<T = any> {
   status: number;
   body: T;
   ms: number;
   correlationId?: string;
-  /** The client request id this call was signed with. */
+  /** The client request id this call was signed with (of the last attempt). */
   requestId?: string;
+  /** How many times the request was sent (retries included). */
+  attempts?: number;
+  /** The final answer's `Retry-After` header: the server refused before doing any work. */
+  retryAfter?: string;
 }
 
 /** The coordinator could not be reached at all (connection refused, DNS, TLS, timeout). */
 export class UnreachableError extends Error {
-  constructor(readonly url: string) {
-    super(`cannot reach ${url}`);
+  constructor(readonly url: string, readonly reason: 'unreachable' | 'deadline' = 'unreachable') {
+    super(reason === 'deadline' ? `no answer from ${url} within the deadline` : `cannot reach ${url}`);
   }
 }
 
@@ -34,27 +39,98 @@ export interface NodeProbe {
   error?: string;
 }
 
+
+export interface CallOptions {
+  /** The caller's whole deadline for this call, retries included (default 60 s). The server is told what is left of it. */
+  timeoutMs?: number;
+  /** Retry refusals made before any work (429, 503 with Retry-After) and, for idempotent calls, lost connections (default true). */
+  retry?: boolean;
+  /** Repeating the call cannot apply it twice (default: GET only). Lost connections are retried only then. */
+  idempotent?: boolean;
+  /** Told before each retry: progress output for a caller that waits. */
+  onRetry?: (info: { attempt: number; waitMs: number; status?: number; code?: string }) => void;
+}
+
+/** Capped exponential backoff with full jitter (the AWS architecture blog's "full jitter"), never below the server's Retry-After. */
+export function backoffMs(attempt: number, retryAfterS: number | undefined, random = Math.random): number {
+  const BASE_MS = 100;
+  const CAP_MS = 5_000;
+  const jitter = random() * Math.min(CAP_MS, BASE_MS * 2 ** attempt);
+  return Math.max(jitter, (retryAfterS ?? 0) * 1000);
+}
+
+/** Seconds from a Retry-After header (delta-seconds or an HTTP date); undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, (at - now) / 1000);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export class FedkmsClient {
   /** Without an identity only the public routes (/status) answer. */
   constructor(readonly url: string, private readonly identity: ClientIdentity | undefined, private readonly fetchImpl: typeof fetch = fetch) {}
 
-  async call<T = any>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<ApiAnswer<T>> {
+  /**
+   * One API call within one deadline. Each attempt is signed afresh (new request id and
+   * timestamp: a node never sees a replay), and carries what is left of the deadline.
+   * Retried: refusals the server made before doing any work (429, or 503 with Retry-After),
+   * and lost connections of idempotent calls. Never retried: anything that may have taken
+   * effect (a 5xx without Retry-After, a lost connection on a create), so nothing is applied twice.
+   */
+  async call<T = any>(method: string, path: string, body?: unknown, opts: CallOptions = {}): Promise<ApiAnswer<T>> {
+    const t0 = performance.now();
+    const deadline = t0 + (opts.timeoutMs ?? 60_000);
+    const retry = opts.retry ?? true;
+    const idempotent = opts.idempotent ?? method.toUpperCase() === 'GET';
+    for (let attempt = 1; ; attempt++) {
+      const left = deadline - performance.now();
+      let answer: ApiAnswer<T> | undefined;
+      let lost: UnreachableError | undefined;
+      try {
+        answer = await this.once<T>(method, path, body, left);
+      } catch (e) {
+        if (!(e instanceof UnreachableError)) throw e;
+        lost = e;
+      }
+      const retryAfterS = parseRetryAfter(answer?.retryAfter);
+      const refusedBeforeWork = answer !== undefined && (answer.status === 429 || (answer.status === 503 && retryAfterS !== undefined));
+      const canRetry = retry && (refusedBeforeWork || (lost?.reason === 'unreachable' && idempotent));
+      const waitMs = backoffMs(attempt - 1, retryAfterS);
+      if (!canRetry || performance.now() + waitMs >= deadline) {
+        if (lost) throw lost;
+        return { ...answer!, ms: performance.now() - t0, attempts: attempt };
+      }
+      opts.onRetry?.({ attempt, waitMs, ...(answer ? { status: answer.status, code: (answer.body as any)?.error?.code } : {}) });
+      await sleep(waitMs);
+    }
+  }
+
+  private async once<T>(method: string, path: string, body: unknown, budgetMs: number): Promise<ApiAnswer<T>> {
     const t0 = performance.now();
     let res: Response;
     const text0 = body === undefined ? '' : JSON.stringify(body);
     const signed: Record<string, string> = this.identity ? signedHeaders(this.identity, method, path, text0) : {};
+    const budget = Math.max(1, Math.floor(budgetMs));
     try {
       res = await this.fetchImpl(`${this.url.replace(/\/+$/, '')}${path}`, {
         method,
         // Every request is signed by the client itself; nodes check the same signature.
-        headers: { 'content-type': 'application/json', ...signed },
+        headers: { 'content-type': 'application/json', [BUDGET_HEADER]: String(budget), ...signed },
         ...(body === undefined ? {} : { body: text0 }),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
+        signal: AbortSignal.timeout(budget),
       });
-    } catch {
-      throw new UnreachableError(this.url);
+    } catch (e) {
+      throw new UnreachableError(this.url, (e as Error)?.name === 'TimeoutError' ? 'deadline' : 'unreachable');
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      throw new UnreachableError(this.url, (e as Error)?.name === 'TimeoutError' ? 'deadline' : 'unreachable');
+    }
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
@@ -62,8 +138,16 @@ export class FedkmsClient {
       parsed = { error: { code: 'malformed_response', message: `HTTP ${res.status} with a body that is not JSON` } };
     }
     const correlationId = res.headers.get(CORRELATION_HEADER) ?? undefined;
+    const retryAfter = res.headers.get('retry-after') ?? undefined;
     const requestId = signed[CLIENT_HEADERS.requestId];
-    return { status: res.status, body: parsed as T, ms: performance.now() - t0, ...(correlationId ? { correlationId } : {}), ...(requestId ? { requestId } : {}) };
+    return {
+      status: res.status,
+      body: parsed as T,
+      ms: performance.now() - t0,
+      ...(correlationId ? { correlationId } : {}),
+      ...(requestId ? { requestId } : {}),
+      ...(retryAfter ? { retryAfter } : {}),
+    };
   }
 }
 

@@ -13,10 +13,12 @@ import { UnauthorizedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
 import { z } from 'zod';
 import type { CoordinatorDeps } from './common.js';
-import { gather, quorumFailure, type Verdict } from './fanout.js';
+import { gather, isTransient, quorumFailure, type Verdict } from './fanout.js';
 
 const listSchema = z.object({ nodeId: z.string(), clients: z.array(clientRecordSchema).max(10_000) });
 const CACHE_MS = 10_000;
+/** How old a confirmed record may be and still stand in for nodes that are only overloaded. */
+const STALE_MS = 5 * 60_000;
 
 /** Per Lambda instance: a disabled client stops passing this early check within CACHE_MS (nodes stop it at once). */
 const cache = new Map<string, { at: number; record: ClientRecord | null }>();
@@ -30,6 +32,7 @@ export class ClientDirectory {
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,
       stopEarly,
+      ...(stopEarly ? { initial: this.deps.threshold } : {}),
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/clients' }, signal),
       judge: (n, a): Verdict<V> => {
         const p = listSchema.safeParse(a);
@@ -46,7 +49,18 @@ export class ClientDirectory {
     if (hit && now - hit.at < CACHE_MS) return hit.record;
     const result = await this.gatherRegistries((clients) => clients.find((c) => c.name === name) ?? null, true);
     const w = result.winner;
-    if (!w || w.members.length < w.need) throw quorumFailure(`not enough nodes agree on client ${name}`, { nodes: result.reports });
+    if (!w || w.members.length < w.need) {
+      // Load must not turn into a refusal of a registered client: when the nodes were only
+      // busy or slow, a record confirmed within STALE_MS stands (every node re-checks it anyway).
+      const onlyLoad = result.reports.every((r) => r.status === 'valid' || isTransient(r.status));
+      if (hit && onlyLoad && now - hit.at < STALE_MS) return hit.record;
+      throw quorumFailure(
+        onlyLoad
+          ? `could not confirm client ${name} with a quorum of nodes: they did not answer in time; try again shortly`
+          : `the nodes disagree about client ${name}: see each node's report`,
+        { nodes: result.reports },
+      );
+    }
     const record = w.members[0]!.value;
     cache.set(name, { at: now, record });
     return record;

@@ -1,11 +1,18 @@
 /**
- * Concurrent fan-out to nodes with a per-node timeout. Each answer is judged as it
- * arrives; answers that agree are grouped (for example by the digest of the public
- * key package they carry), and the fan-out stops as soon as one group has enough
- * valid answers, cancelling the calls still in flight.
+ * Concurrent fan-out to nodes within the request's deadline. Each answer is judged as
+ * it arrives; answers that agree are grouped (for example by the digest of the public
+ * key package they carry), and the fan-out stops as soon as one group has enough valid
+ * answers, cancelling the calls still in flight.
+ *
+ * Deadlines, not fixed timeouts: every call may use what is left of the request's
+ * budget (lib/deadline.ts), so a node that is starting cold is slow, not down. Hedging
+ * keeps that cheap: with `initial`, only that many nodes are asked at first (healthy
+ * ones first, rotated so the load spreads); a spare is asked as soon as one of them
+ * fails, or when the first ones have been quiet for longer than nodes usually take.
  */
 import type { NodeEndpoint } from '../runtime-config.js';
 import { FedkmsError, QuorumError, type Culprit } from '../errors.js';
+import { remainingOr } from '../deadline.js';
 import { NodeHttpError } from './node-client.js';
 
 export type NodeStatus =
@@ -14,6 +21,7 @@ export type NodeStatus =
   | 'inconsistent'
   | 'corrupted'
   | 'not_found'
+  | 'busy'
   | 'timeout'
   | 'unreachable'
   | 'error'
@@ -35,11 +43,16 @@ export type Verdict<V> = { ok: true; group: string; need: number; value: V } | {
 
 export interface GatherOptions<R, V> {
   nodes: NodeEndpoint[];
+  /** Budget when no request deadline is in context (unit tests, scripts); otherwise the deadline rules. */
   timeoutMs: number;
   call: (node: NodeEndpoint, signal: AbortSignal) => Promise<R>;
   judge: (node: NodeEndpoint, answer: R) => Verdict<V>;
   /** Stop at the first group with enough valid answers (default true). */
   stopEarly?: boolean;
+  /** With stopEarly: ask only this many nodes at first (the expected quorum) and keep the rest as spares. Default: all. */
+  initial?: number;
+  /** Time kept back from the deadline for the caller's own work after the fan-out (default 10% of the budget, at most 1 s). */
+  reserveMs?: number;
   /** Called as each node settles: progress output and metrics. */
   onReport?: (r: NodeReport) => void;
 }
@@ -51,13 +64,60 @@ export interface GatherResult<V> {
 }
 
 const TIMEOUT = Symbol('timeout');
+/** A busy node is asked again at most this often per fan-out, after about this long. */
+const BUSY_RETRIES = 2;
+const BUSY_PAUSE_MS = 150;
 const CANCEL = Symbol('cancel');
 
+/** Statuses that say nothing against the node's data: it may simply be overloaded or starting. */
+const TRANSIENT: ReadonlySet<NodeStatus> = new Set(['busy', 'timeout', 'unreachable', 'cancelled']);
+export const isTransient = (status: NodeStatus): boolean => TRANSIENT.has(status);
+
+/**
+ * What this instance saw of each node lately: the last failure, and recent latencies
+ * (a warm Lambda keeps them between requests). Only ordering and hedge timing use it;
+ * no decision about correctness does.
+ */
+const health = new Map<string, { failedAt: number }>();
+const latencies: number[] = [];
+const FAILURE_MEMORY_MS = 10_000;
+let rotation = 0;
+
+function remember(r: NodeReport) {
+  if (r.status === 'valid') {
+    health.delete(r.nodeId);
+    if (r.latencyMs !== undefined) {
+      latencies.push(r.latencyMs);
+      if (latencies.length > 64) latencies.shift();
+    }
+  } else if (r.status !== 'cancelled') health.set(r.nodeId, { failedAt: Date.now() });
+}
+
+/** Nodes that failed lately go last; the others rotate, so each request starts with a different pair. */
+export function preferredOrder(nodes: NodeEndpoint[], now = Date.now()): NodeEndpoint[] {
+  const start = rotation++ % Math.max(1, nodes.length);
+  const rotated = [...nodes.slice(start), ...nodes.slice(0, start)];
+  const failedLately = (n: NodeEndpoint) => (now - (health.get(n.id)?.failedAt ?? -Infinity) < FAILURE_MEMORY_MS ? 1 : 0);
+  return rotated.sort((a, b) => failedLately(a) - failedLately(b));
+}
+
+/** How long the first nodes may stay quiet before a spare is asked: a few times the usual answer, within bounds. */
+export function hedgeDelayMs(): number {
+  if (latencies.length < 4) return 400;
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  return Math.min(1000, Math.max(100, 4 * median));
+}
+
 function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error: string; culprits?: Culprit[]; httpStatus?: number; code?: string } {
-  if (signal.aborted) return signal.reason === CANCEL ? { status: 'cancelled', error: 'not needed' } : { status: 'timeout', error: 'no answer before the timeout' };
+  if (signal.aborted) return signal.reason === CANCEL ? { status: 'cancelled', error: 'not needed' } : { status: 'timeout', error: 'no answer within the deadline' };
   if (e instanceof NodeHttpError) {
     if (e.code === 'fragment_corrupted') return { status: 'corrupted', error: 'node reports its stored fragment failed the integrity check' };
     if (e.code === 'key_not_found') return { status: 'not_found', error: 'node holds no fragment of this key' };
+    if (e.httpStatus === 429 || (e.httpStatus === 503 && e.retryAfter !== undefined)) {
+      return { status: 'busy', error: `node refused before doing any work (${e.httpStatus} ${e.code})`, httpStatus: e.httpStatus, code: e.code };
+    }
+    if (e.httpStatus === 504) return { status: 'timeout', error: `node ran out of time (${e.code})`, httpStatus: e.httpStatus, code: e.code };
     const culprits = Array.isArray(e.details?.['culprits']) ? (e.details['culprits'] as Culprit[]) : undefined;
     return { status: 'error', error: `${e.httpStatus} ${e.code}`, httpStatus: e.httpStatus, code: e.code, ...(culprits ? { culprits } : {}) };
   }
@@ -66,42 +126,83 @@ function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error:
 
 export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>> {
   const stopEarly = opts.stopEarly ?? true;
+  const budget = remainingOr(opts.timeoutMs);
+  const callBudget = Math.max(1, budget - (opts.reserveMs ?? Math.min(1000, budget / 10)));
+  const order = stopEarly && opts.initial !== undefined ? preferredOrder(opts.nodes) : opts.nodes;
   const groups = new Map<string, { need: number; members: { node: NodeEndpoint; value: V }[] }>();
   const reports = new Map<string, NodeReport>();
-  const controllers = opts.nodes.map(() => new AbortController());
+  const controllers = new Map<string, AbortController>();
+  const retried = new Map<string, number>();
 
   return new Promise((resolve) => {
-    let pending = opts.nodes.length;
+    let next = 0;
+    let inFlight = 0;
     let done = false;
+    let hedgeTimer: ReturnType<typeof setTimeout> | undefined;
     const finish = (winner?: GatherResult<V>['winner']) => {
       if (done) return;
       done = true;
+      clearTimeout(hedgeTimer);
       controllers.forEach((c) => c.abort(CANCEL));
       const list = opts.nodes.map((n) => reports.get(n.id) ?? { nodeId: n.id, status: 'cancelled' as const, error: 'not needed' });
       resolve({ ...(winner ? { winner } : {}), reports: list });
     };
-    const settle = (r: NodeReport) => {
-      if (done) return;
-      reports.set(r.nodeId, r);
-      opts.onReport?.(r);
-      pending -= 1;
-      if (pending === 0) {
-        const best = [...groups.entries()].sort((a, b) => b[1].members.length - a[1].members.length)[0];
-        const reached = best && best[1].members.length >= best[1].need;
-        finish(best && (reached || !stopEarly) ? { group: best[0], ...best[1] } : undefined);
+    const best = () => [...groups.entries()].sort((a, b) => b[1].members.length - a[1].members.length)[0];
+    /** Valid answers still missing for the most promising group (the expected quorum before any answer). */
+    const missing = () => {
+      const b = best();
+      return b ? b[1].need - b[1].members.length : (opts.initial ?? opts.nodes.length);
+    };
+    const launchSpares = (extra = 0) => {
+      while (!done && next < order.length && inFlight < missing() + extra) start(order[next++]!);
+      if (!done && inFlight === 0 && next >= order.length) {
+        const b = best();
+        const reached = b && b[1].members.length >= b[1].need;
+        finish(b && (reached || !stopEarly) ? { group: b[0], ...b[1] } : undefined);
       }
     };
-    if (opts.nodes.length === 0) finish();
-
-    opts.nodes.forEach((node, i) => {
-      const ctl = controllers[i]!;
+    const armHedge = () => {
+      clearTimeout(hedgeTimer);
+      if (next >= order.length) return;
+      hedgeTimer = setTimeout(() => {
+        launchSpares(1);
+        armHedge();
+      }, hedgeDelayMs());
+    };
+    const settle = (r: NodeReport, node: NodeEndpoint) => {
+      if (done) return;
+      reports.set(r.nodeId, r);
+      remember(r);
+      opts.onReport?.(r);
+      inFlight -= 1;
+      // A node that refused before doing any work (at its concurrency limit) is asked
+      // again after a short jittered pause, while the deadline leaves room for it.
+      const tries = (retried.get(node.id) ?? 0) + 1;
+      if (r.status === 'busy' && tries <= BUSY_RETRIES && remainingOr(opts.timeoutMs) > 2 * BUSY_PAUSE_MS) {
+        retried.set(node.id, tries);
+        inFlight += 1;
+        setTimeout(() => {
+          inFlight -= 1;
+          if (done) return;
+          order.push(node);
+          launchSpares();
+        }, BUSY_PAUSE_MS * (0.5 + Math.random()));
+        return;
+      }
+      launchSpares();
+    };
+    const start = (node: NodeEndpoint) => {
+      const ctl = new AbortController();
+      controllers.set(node.id, ctl);
+      inFlight += 1;
       const started = performance.now();
-      const timer = setTimeout(() => ctl.abort(TIMEOUT), opts.timeoutMs);
+      const timer = setTimeout(() => ctl.abort(TIMEOUT), callBudget);
       const latency = () => Math.round((performance.now() - started) * 100) / 100;
       opts
         .call(node, ctl.signal)
         .then(
           (answer) => {
+            if (done) return;
             let v: Verdict<V>;
             try {
               v = opts.judge(node, answer);
@@ -109,18 +210,28 @@ export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>
               // An answer that breaks a check is a bad answer, never a hung fan-out.
               v = { ok: false, status: 'error', error: 'answer failed verification' };
             }
-            if (!v.ok) return settle({ nodeId: node.id, status: v.status, latencyMs: latency(), error: v.error });
+            if (!v.ok) return settle({ nodeId: node.id, status: v.status, latencyMs: latency(), error: v.error }, node);
             const g = groups.get(v.group) ?? { need: v.need, members: [] };
             g.members.push({ node, value: v.value });
             groups.set(v.group, g);
             const reached = g.members.length >= g.need;
-            settle({ nodeId: node.id, status: 'valid', latencyMs: latency() });
-            if (stopEarly && reached) finish({ group: v.group, ...g });
+            if (stopEarly && reached) {
+              reports.set(node.id, { nodeId: node.id, status: 'valid', latencyMs: latency() });
+              remember(reports.get(node.id)!);
+              opts.onReport?.(reports.get(node.id)!);
+              return finish({ group: v.group, ...g });
+            }
+            settle({ nodeId: node.id, status: 'valid', latencyMs: latency() }, node);
           },
-          (e) => settle({ nodeId: node.id, latencyMs: latency(), ...classify(e, ctl.signal) }),
+          (e) => settle({ nodeId: node.id, latencyMs: latency(), ...classify(e, ctl.signal) }, node),
         )
         .finally(() => clearTimeout(timer));
-    });
+    };
+
+    if (opts.nodes.length === 0) return finish();
+    const first = stopEarly && opts.initial !== undefined ? Math.min(opts.initial, order.length) : order.length;
+    for (let i = 0; i < first; i++) start(order[next++]!);
+    if (next < order.length) armHedge();
   });
 }
 
@@ -145,12 +256,18 @@ const REFUSALS = new Set([401, 403, 409, 410]);
  */
 export function quorumFailure(message: string, details: { nodes: NodeReport[] } & Record<string, unknown>): FedkmsError {
   // Valid answers short of a quorum, and nodes that did not answer, say nothing about why the rest refused.
-  const answered = details.nodes.filter((r) => !['valid', 'timeout', 'unreachable', 'cancelled'].includes(r.status));
+  const answered = details.nodes.filter((r) => r.status !== 'valid' && !TRANSIENT.has(r.status));
   const codes = new Set(answered.map((r) => (r.httpStatus && REFUSALS.has(r.httpStatus) ? `${r.httpStatus} ${r.code}` : 'other')));
   const only = codes.size === 1 ? [...codes][0]! : undefined;
   if (only && only !== 'other') {
     const [status, code] = only.split(' ') as [string, string];
     return new NodeRefusalError(code, Number(status), `the nodes refused: ${code}`, details);
   }
-  return new QuorumError(message, details);
+  // Nothing was refused on its merits: the nodes were busy, slow or unreachable. Nothing was
+  // released either, so the caller may try again shortly (the SDK retries on Retry-After).
+  const transient = answered.length === 0;
+  return new QuorumError(message, details, transient ? RETRY_AFTER_S : undefined);
 }
+
+/** The Retry-After of a refusal caused by load, seconds. */
+export const RETRY_AFTER_S = 1;

@@ -5,6 +5,10 @@ import type { NodeEndpoint } from '../runtime-config.js';
 import { CORRELATION_HEADER, currentCorrelationId } from '../observability.js';
 import { encodeEnvelope, ENVELOPE_HEADER } from '../crypto/client-auth.js';
 import { currentClientRequest } from './client-context.js';
+import { BUDGET_HEADER, currentDeadline } from '../deadline.js';
+
+/** Kept back from the budget a node is given: the coordinator still has to judge and combine its answer. */
+const NODE_BUDGET_RESERVE_MS = 100;
 
 export interface NodeRequest {
   method: 'GET' | 'PUT' | 'DELETE' | 'POST';
@@ -15,7 +19,7 @@ export interface NodeRequest {
 
 /** A node answered, but not with success. `code` is the node's stable error code. */
 export class NodeHttpError extends Error {
-  constructor(readonly httpStatus: number, readonly code: string, readonly details?: Record<string, unknown>) {
+  constructor(readonly httpStatus: number, readonly code: string, readonly details?: Record<string, unknown>, readonly retryAfter?: string) {
     super(`node answered ${httpStatus} ${code}`);
   }
 }
@@ -65,6 +69,9 @@ export class NodeClient {
     const clientHeader = client && !inBody ? encodeEnvelope(client) : undefined;
     const signature = signRequest(this.signingKey, { method: req.method, audience: node.id, path: req.path, query, body, timestamp, requestId, clientAuth: clientHeader });
     const qs = new URLSearchParams(query).toString();
+    // The node gets what is left of this request's budget, so it refuses work it cannot finish in time.
+    const deadline = currentDeadline();
+    const budget = deadline ? String(Math.max(1, Math.floor(deadline.remaining() - NODE_BUDGET_RESERVE_MS))) : undefined;
     const res = await this.fetchImpl(`${node.url.replace(/\/$/, '')}${req.path}${qs ? `?${qs}` : ''}`, {
       method: req.method,
       signal,
@@ -74,6 +81,7 @@ export class NodeClient {
         // Unsigned on purpose: it only labels log lines, and nodes check its format.
         ...(correlationId ? { [CORRELATION_HEADER]: correlationId } : {}),
         ...(clientHeader ? { [ENVELOPE_HEADER]: clientHeader } : {}),
+        ...(budget ? { [BUDGET_HEADER]: budget } : {}),
         [HEADERS.timestamp]: timestamp,
         [HEADERS.requestId]: requestId,
         [HEADERS.signature]: signature,
@@ -90,8 +98,11 @@ export class NodeClient {
     if (!res.ok) {
       const error = (parsed as { error?: { code?: unknown; details?: unknown } } | undefined)?.error;
       const details = error?.details && typeof error.details === 'object' ? (error.details as Record<string, unknown>) : undefined;
-      throw new NodeHttpError(res.status, typeof error?.code === 'string' ? error.code : 'http_error', details);
+      throw new NodeHttpError(res.status, typeof error?.code === 'string' ? error.code : 'http_error', details, res.headers.get('retry-after') ?? undefined);
     }
+    // A Lambda runtime that killed the function answers 200 with only an error message
+    // (sls offline: {"errorMessage":"[504] - Lambda timeout."}): a failure, never an answer.
+    if (parsed && typeof parsed === 'object' && 'errorMessage' in parsed && Object.keys(parsed).length <= 3) throw new NodeHttpError(504, 'function_timeout');
     return parsed;
   }
 }

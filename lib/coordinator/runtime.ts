@@ -9,7 +9,7 @@ import { clientRequestFromHttp } from '../crypto/client-auth.js';
 import type { Principal } from '../access/policy.js';
 import type { HttpRequest } from '../http/api.js';
 import { recordNodeCall, type Telemetry } from '../observability.js';
-import { coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
+import { configKey, coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
 import { Administration } from './admin.js';
 import { withClientRequest } from './client-context.js';
 import { authenticateClient, checkFreshness, ClientDirectory } from './clients.js';
@@ -23,7 +23,7 @@ export interface FederationView {
   AUDIT_TABLE: string;
   FEDKMS_NODES: NodeEndpoint[];
   FEDKMS_THRESHOLD: number;
-  NODE_TIMEOUT_MS: number;
+  REQUEST_BUDGET_MS: number;
 }
 
 /** A Coordinator over the configured nodes, with per-node metrics when telemetry is on. */
@@ -34,7 +34,7 @@ export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: strin
   const deps = {
     nodes: cfg.FEDKMS_NODES,
     threshold: cfg.FEDKMS_THRESHOLD,
-    timeoutMs: cfg.NODE_TIMEOUT_MS,
+    timeoutMs: cfg.REQUEST_BUDGET_MS,
     client: new NodeClient(signingKey, fetch, observe ? { observe } : {}),
     audit,
     ...(pool ? { pool } : {}),
@@ -48,7 +48,17 @@ export interface ClientCall {
   actor: string;
 }
 
-export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
+type CoordinatorRuntime = ReturnType<typeof buildCoordinatorRuntime>;
+let built: { key: string; telemetry: Telemetry | undefined; runtime: CoordinatorRuntime } | undefined;
+
+/** The coordinator's runtime for this configuration: built on the first request of an instance, reused after. */
+export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry): CoordinatorRuntime {
+  const key = configKey('coordinator', env);
+  if (built?.key !== key || built.telemetry !== telemetry) built = { key, telemetry, runtime: buildCoordinatorRuntime(env, telemetry) };
+  return built.runtime;
+}
+
+function buildCoordinatorRuntime(env: NodeJS.ProcessEnv, telemetry?: Telemetry) {
   const cfg = coordinatorConfig(env);
   const { coordinator, audit, deps } = federationCoordinator(cfg, cfg.COORDINATOR_SIGNING_KEY, telemetry);
   const replay = new DynamoReplayGuard(dynamoClient(cfg), cfg.REPLAY_TABLE);
@@ -65,7 +75,7 @@ export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemet
       signed = clientRequestFromHttp({ method: req.method, path: req.rawPath, query: req.query, body: req.rawBody, headers: req.headers });
       who = decidedBy === 'nodes' ? checkFreshness(signed, cfg.MAX_CLOCK_SKEW_S) : await authenticateClient(signed, { directory: new ClientDirectory(deps), replay, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
     } catch (e) {
-      await recordRefusal(audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined });
+      await recordRefusal(audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined, everyFailure: true });
       throw e;
     }
     return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));

@@ -21,7 +21,7 @@ import type { AuditEntry } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 export { AUDIT_STREAM, summarize, type CoordinatorDeps };
-import { Dkg } from './dkg.js';
+import { createRefusal, createReports, Dkg, mayHoldClaim, notingRetryAfter } from './dkg.js';
 import { gather, markDissenters, quorumFailure, type NodeReport, type Verdict } from './fanout.js';
 import { Reshare, type reshareSchema } from './reshare.js';
 import { Signing, digestMessage } from './signing.js';
@@ -148,28 +148,35 @@ export class Coordinator {
       return { node: n, body: { identifier: share.identifier, descriptor, sealedShare: box } };
     });
 
-    const result = await gather({
-      nodes,
-      // Creation is rare and must reach every node: allow for cold starts.
-      timeoutMs: Math.max(10_000, this.deps.timeoutMs * 3),
-      stopEarly: false,
-      call: (n, signal) => this.deps.client.call(n, { method: 'PUT', path: '/fragment', body: sealed.find((s) => s.node.id === n.id)!.body }, signal),
-      judge: (): Verdict<true> => ({ ok: true, group: 'stored', need: nodes.length, value: true }),
-    });
-    const stored = result.winner?.members.map((m) => m.node) ?? [];
-    const report = result.reports;
-    // Roll back everywhere the share may have landed: every node except those that already
-    // held this version before (version_exists), including nodes that timed out mid-write.
-    // A node that refused because the key exists (version_exists, key_exists) keeps what it had.
-    const existed = (error?: string) => /version_exists|key_exists/.test(error ?? '');
-    const mayHold = nodes.filter((n) => !existed(report.find((r) => r.nodeId === n.id)?.error));
+    const retryAfterS = new Map<string, number>();
+    const store = (subset: NodeEndpoint[]) =>
+      gather({
+        nodes: subset,
+        // Creation is rare and must reach every node: allow for cold starts.
+        timeoutMs: Math.max(10_000, this.deps.timeoutMs * 3),
+        stopEarly: false,
+        call: (n, signal) => notingRetryAfter(retryAfterS, n, this.deps.client.call(n, { method: 'PUT', path: '/fragment', body: sealed.find((s) => s.node.id === n.id)!.body }, signal)),
+        judge: (): Verdict<true> => ({ ok: true, group: 'stored', need: subset.length, value: true }),
+      });
+    // Each node admits the share under this create's claim on the id. The first node is asked
+    // alone: concurrent creates of one id meet there, and only its winner asks the others.
+    const lead = await store(nodes.slice(0, 1));
+    const rest = lead.winner ? await store(nodes.slice(1)) : undefined;
+    const report = createReports(nodes, [...lead.reports, ...(rest?.reports ?? [])], `not asked: ${nodes[0]!.id} did not store its share`);
+    const stored = report.filter((r) => r.status === 'valid');
+    // Roll back wherever the claim or the share may have landed, nodes that timed out
+    // mid-write included; a node that refused before claiming (the key exists, another
+    // create holds it, the client may not) keeps what it had. Each node also checks that
+    // only the request holding its claim may roll back there (lib/node/gate.ts).
+    const mayHold = nodes.filter((n) => mayHoldClaim(report.find((r) => r.nodeId === n.id)!));
     const fail = async (why: string, err: FedkmsError): Promise<never> => {
       await Promise.all(mayHold.map((n) => this.deleteQuietly(n, keyId, 1)));
-      await this.tryRecord({ actor, action: `key.${mode}`, keyId, outcome: 'failure', details: { reason: why, nodes: report } });
+      await this.tryRecord({ actor, action: `key.${mode}`, keyId, outcome: 'failure', details: { reason: why, nodes: report, rolledBack: mayHold.map((n) => n.id) } });
       throw err;
     };
     if (stored.length < nodes.length) {
-      if (report.some((r) => existed(r.error))) await fail('key exists', new ConflictError('key_exists', `key ${keyId} already exists`));
+      const refusal = createRefusal(keyId, report, retryAfterS);
+      if (refusal) await fail(refusal.code === 'key_exists' ? 'key exists' : 'key being created', refusal);
       await fail('not every node stored its share', quorumFailure(`key ${keyId} was not created: every node must store its share`, { nodes: report }));
     }
     try {
@@ -201,7 +208,9 @@ export class Coordinator {
         keys.set(k.keyId, e);
       }
     }
-    return { keys: [...keys.values()].sort((a, b) => a.keyId.localeCompare(b.keyId)), nodes: reports };
+    // Under load or with nodes down, a listing may miss keys only the silent nodes hold: say so.
+    const missing = reports.filter((r) => r.status !== 'valid').map((r) => r.nodeId);
+    return { keys: [...keys.values()].sort((a, b) => a.keyId.localeCompare(b.keyId)), complete: missing.length === 0, ...(missing.length ? { missing } : {}), nodes: reports };
   }
 
   /** Ask every node, wait for all (or their timeouts), keep the well-formed answers. */
@@ -290,6 +299,7 @@ export class Coordinator {
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,
+      initial: this.deps.threshold,
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient, ...(input.version ? { version: String(input.version) } : {}) } }, signal),
       judge: (n, a): Verdict<{ d: KeyDescriptor; share: Share }> => {
         const c = checkFragment(a, n.id, identifierFor(n.index), keyId, eph.privateKey);
@@ -328,6 +338,7 @@ export class Coordinator {
     const result = await gather({
       nodes: this.deps.nodes.filter((n) => !excluded.includes(n.id)),
       timeoutMs: this.deps.timeoutMs,
+      initial: this.deps.threshold,
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient: recipientB64, ...(version ? { version: String(version) } : {}) } }, signal),
       judge: (n, a): Verdict<FragmentAnswer> => {
         const p = fragmentAnswerSchema.safeParse(a);

@@ -140,6 +140,7 @@ export class Signing {
     const r1 = await gather({
       nodes: candidates,
       timeoutMs: this.deps.timeoutMs,
+      initial: this.deps.threshold,
       call: (n, signal) => this.deps.client.call(n, { method: 'POST', path: '/sign/commit', body: { sessionId, keyId, ...(version !== undefined ? { version } : {}) } }, signal),
       judge: (n, a) => judgeCommit(n, a, keyId, isValidPublicPoint, version),
     });

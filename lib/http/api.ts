@@ -8,7 +8,8 @@ import middy from '@middy/core';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { z } from 'zod';
-import { BadRequestError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
+import { BadRequestError, DeadlineExceededError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
+import { BUDGET_HEADER, requestDeadline, withDeadline, type Deadline } from '../deadline.js';
 import {
   CORRELATION_HEADER,
   MetricUnit,
@@ -90,6 +91,7 @@ export function errorResponse(err: unknown, logger: Logger, opts: { challenge?: 
     if (err.status >= 500) logger.warn('request failed', { code: err.code, status: err.status });
     else if (err.status === 401 || err.status === 403) logger.warn('request refused', { code: err.code, status: err.status });
     const headers: Record<string, string> = err.status === 401 && opts.challenge ? { 'www-authenticate': opts.challenge } : {};
+    if (err.retryAfterS !== undefined) headers['retry-after'] = String(err.retryAfterS);
     return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } }, headers);
   }
   if (isSchemaError(err)) return errorResponse(invalidInput(err), logger, opts);
@@ -107,6 +109,21 @@ export interface ApiOptions {
   challenge?: string;
   /** Shared logger and metrics (default: new ones named after `service`). */
   telemetry?: Telemetry;
+  /** The budget of a request whose caller names none (ms); the function's own timeout caps it either way. */
+  defaultBudgetMs?: (req: HttpRequest) => number;
+}
+
+/** Less than this left of a request's budget on arrival: refused at once rather than started and abandoned. */
+const MIN_START_MS = 25;
+
+/** Run `fn` within the deadline: the caller gets its answer, or a 504, by then, never later. */
+function withinDeadline<T>(deadline: Deadline, fn: () => Promise<T>): Promise<T> {
+  if (deadline.remaining() < MIN_START_MS) return Promise.reject(new DeadlineExceededError('the request arrived with too little of its budget left to start'));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineExceededError()), Math.ceil(deadline.remaining()));
+  });
+  return Promise.race([withDeadline(deadline, fn), expired]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -127,7 +144,9 @@ export function httpApi(opts: ApiOptions) {
     if (!route) throw new NotFoundError('route_not_found', `no route ${req.method} ${req.rawPath}`);
     logger.appendKeys({ route: key });
     metrics.addDimension('route', key);
-    const out = await withCorrelationId(req.correlationId ?? correlationIdFor(undefined), () => route(req, ctx));
+    const remaining = typeof ctx?.getRemainingTimeInMillis === 'function' ? ctx.getRemainingTimeInMillis() : undefined;
+    const deadline = requestDeadline(req.headers[BUDGET_HEADER], remaining, opts.defaultBudgetMs?.(req) ?? remaining ?? 10_000);
+    const out = await withCorrelationId(req.correlationId ?? correlationIdFor(undefined), () => withinDeadline(deadline, () => route(req, ctx)));
     const result = (out && typeof out === 'object' && 'body' in out ? out : { body: out }) as HttpResult;
     if (result.body && typeof result.body === 'object') recordNodeReports(metrics, (result.body as { nodes?: unknown }).nodes);
     if (result.raw && typeof result.body === 'string') {

@@ -5,7 +5,7 @@ import { S3FragmentStore } from '../aws/fragment-store.js';
 import { DynamoReplayGuard } from '../aws/replay-guard.js';
 import { identifierFor } from '../crypto/shares.js';
 import type { HttpRequest } from '../http/api.js';
-import { nodeConfig } from '../runtime-config.js';
+import { configKey, nodeConfig } from '../runtime-config.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { authenticateServiceRequest } from '../access/service-auth.js';
 import { NodeDkg } from './dkg.js';
@@ -20,7 +20,17 @@ import { decodeEnvelope, ENVELOPE_HEADER, type ClientEnvelope } from '../crypto/
 import { signStatement } from '../crypto/identity.js';
 import { fragmentStatement } from '../reconstruction.js';
 
-export function nodeRuntime(env: NodeJS.ProcessEnv = process.env) {
+type NodeRuntime = ReturnType<typeof buildNodeRuntime>;
+let built: { key: string; runtime: NodeRuntime } | undefined;
+
+/** This node's runtime: built on the first request of an instance, reused while its configuration is the same. */
+export function nodeRuntime(env: NodeJS.ProcessEnv = process.env): NodeRuntime {
+  const key = configKey('node', env);
+  if (built?.key !== key) built = { key, runtime: buildNodeRuntime(env) };
+  return built.runtime;
+}
+
+function buildNodeRuntime(env: NodeJS.ProcessEnv) {
   const cfg = nodeConfig(env);
   const ddb = dynamoClient(cfg);
   const audit = new DynamoAuditLog(ddb, cfg.AUDIT_TABLE);

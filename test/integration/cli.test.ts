@@ -50,7 +50,7 @@ function fedkms(args: string[], opts: { env?: Record<string, string | undefined>
 
 beforeAll(async () => {
   cwd = mkdtempSync(path.join(os.tmpdir(), 'fedkms-cli-'));
-  stack = await testStack({ nodeTimeoutMs: 3000 });
+  stack = await testStack({ requestBudgetMs: 3000 });
 }, 180_000);
 
 afterAll(async () => {

@@ -12,7 +12,7 @@ const EXAMPLE = 'A94F3D82C1B7E6F9';
 let stack: LocalStack;
 
 beforeAll(async () => {
-  stack = await testStack({ nodeTimeoutMs: 100_000, functionTimeoutS: 120 });
+  stack = await testStack({ requestBudgetMs: 100_000, functionTimeoutS: 120 });
   const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } });
   expect(r.status).toBe(201);
 }, 180_000);

@@ -19,7 +19,7 @@ const OBJECT = 'keys/example/v1.json';
 let stack: LocalStack;
 
 beforeAll(async () => {
-  stack = await testStack({ nodeTimeoutMs: 3000 });
+  stack = await testStack({ requestBudgetMs: 3000 });
   const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } });
   expect(r.status).toBe(201);
 }, 180_000);
