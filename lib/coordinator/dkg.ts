@@ -8,12 +8,57 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { identifierFor, groupPublicKey, type PublicPackage } from '../crypto/shares.js';
-import { AuditUnavailableError, BadRequestError, ConflictError, ProtocolAbortedError, type Culprit } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, KeyBeingCreatedError, ProtocolAbortedError, type Culprit, type FedkmsError } from '../errors.js';
 import type { KeyDescriptor } from '../node/fragment.js';
 import { publicPackageSchema } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
+import { NodeHttpError } from './node-client.js';
+
+/*
+ * Creating a key (here and in Coordinator.createKey). Each node admits a create under a
+ * claim on the key id (lib/node/gate.ts), exclusive on that node. The first node is asked
+ * alone, before the others: concurrent creates of one id meet there, so exactly one of
+ * them goes on to the rest and the others get a 409 at once. A create that fails lets go
+ * of its claim, and removes anything it stored, on every node it reached; a node refuses
+ * that rollback to any request but the one that holds the claim there.
+ */
+
+/** Node answers that mean the create was refused there before it claimed anything, so there is nothing of ours to undo. */
+const UNCLAIMED_CODES = new Set(['key_exists', 'version_exists', 'key_being_created']);
+const UNCLAIMED_STATUS = new Set([401, 403, 410]);
+const codeOf = (r: NodeReport) => r.code ?? /\b([a-z_]+)$/.exec(r.error ?? '')?.[1];
+
+/** Whether a create may have left its claim (or its share) on the node behind this report. */
+export function mayHoldClaim(r: NodeReport): boolean {
+  if (r.status === 'cancelled') return false;
+  return !UNCLAIMED_CODES.has(codeOf(r) ?? '') && !UNCLAIMED_STATUS.has(r.httpStatus ?? 0);
+}
+
+/** Reports for every node, in federation order; nodes the create never reached are `cancelled`. */
+export function createReports(nodes: NodeEndpoint[], reports: NodeReport[], why: string): NodeReport[] {
+  return nodes.map((n) => reports.find((r) => r.nodeId === n.id) ?? { nodeId: n.id, status: 'cancelled', error: why });
+}
+
+/** A node call that keeps the Retry-After of a `key_being_created` refusal, for the client's own answer. */
+export function notingRetryAfter<T>(retryAfterS: Map<string, number>, node: NodeEndpoint, p: Promise<T>): Promise<T> {
+  return p.catch((e: unknown) => {
+    if (e instanceof NodeHttpError && e.code === 'key_being_created') {
+      const s = Number(e.retryAfter);
+      if (Number.isFinite(s) && s > 0) retryAfterS.set(node.id, s);
+    }
+    throw e;
+  });
+}
+
+/** The client's answer when a node refused the create on its own authority: the id is taken, or being created. */
+export function createRefusal(keyId: string, reports: NodeReport[], retryAfterS: Map<string, number>): FedkmsError | undefined {
+  if (reports.some((r) => codeOf(r) === 'key_exists' || codeOf(r) === 'version_exists')) return new ConflictError('key_exists', `key ${keyId} already exists`);
+  const held = reports.filter((r) => codeOf(r) === 'key_being_created');
+  if (held.length) return new KeyBeingCreatedError(keyId, Math.max(1, ...held.map((r) => retryAfterS.get(r.nodeId) ?? 1)), { nodes: reports });
+  return undefined;
+}
 
 const round1Answer = z.object({ nodeId: z.string(), package: z.unknown(), signature: z.string() });
 const confirmAnswer = z.object({ nodeId: z.string(), digest: z.string(), signature: z.string() });
@@ -28,14 +73,17 @@ export class Dkg {
     return Math.max(10_000, this.deps.timeoutMs * 3);
   }
 
-  /** Call every node with its own body; all must answer well, or the failures are returned. */
-  private async everyNode<T extends { nodeId: string }>(path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodType<T>) {
-    const nodes = this.deps.nodes;
+  /** Call every node (or `only` these) with its own body; all must answer well, or the failures are returned. */
+  private async everyNode<T extends { nodeId: string }>(path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodType<T>, only?: NodeEndpoint[], retryAfterS?: Map<string, number>) {
+    const nodes = only ?? this.deps.nodes;
     const result = await gather({
       nodes,
       timeoutMs: this.timeoutMs,
       stopEarly: false,
-      call: (n, signal) => this.deps.client.call(n, { method: 'POST', path, body: body(n) }, signal),
+      call: (n, signal) => {
+        const p = this.deps.client.call(n, { method: 'POST', path, body: body(n) }, signal);
+        return retryAfterS ? notingRetryAfter(retryAfterS, n, p) : p;
+      },
       judge: (n, a): Verdict<T> => {
         const p = schema.safeParse(a);
         return p.success && p.data.nodeId === n.id ? { ok: true, group: 'all', need: nodes.length, value: p.data } : { ok: false, status: 'error', error: 'malformed answer' };
@@ -55,10 +103,18 @@ export class Dkg {
     await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.start', keyId, outcome: 'success', details: { sessionId, threshold, participants: nodes.map((n) => n.id) } });
 
     let reports: NodeReport[] = [];
-    const abort = async (message: string, culprits: Culprit[], rollback = false): Promise<never> => {
-      await Promise.all(nodes.map((n) => this.quietly(n, '/dkg/abort', { sessionId, reason: message.slice(0, 200) })));
-      if (rollback) await Promise.all(nodes.map((n) => this.quietly(n, '/fragment', undefined, { keyId, version: '1' })));
-      await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.abort', keyId, outcome: 'failure', details: { sessionId, reason: message, culprits, nodes: reports } }).catch(() => undefined);
+    // The nodes that may hold this create's claim (known after round 1): an abort releases it there.
+    let claimed: NodeEndpoint[] = [];
+    const abort = async (message: string, culprits: Culprit[]): Promise<never> => {
+      // Per node: drop the session, then let go of the id and remove anything committed.
+      await Promise.all(
+        claimed.map(async (n) => {
+          await this.quietly(n, '/dkg/abort', { sessionId, reason: message.slice(0, 200) });
+          await this.quietly(n, '/fragment', undefined, { keyId, version: '1' });
+        }),
+      );
+      const rolledBack = claimed.map((n) => n.id);
+      await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.abort', keyId, outcome: 'failure', details: { sessionId, reason: message, culprits, nodes: reports, rolledBack } }).catch(() => undefined);
       const unavailable = culprits.length === 0;
       throw unavailable
         ? quorumFailure(`DKG for ${keyId} aborted: ${message}`, { nodes: reports })
@@ -71,12 +127,22 @@ export class Dkg {
       return named.length ? dedupe(named) : [];
     };
 
-    const r1 = await this.everyNode('/dkg/round1', () => ({ sessionId, keyId, threshold, participants, createdAt }), round1Answer);
+    // Round 1 claims the id on each node: the first node alone, then the rest (see above).
+    const retryAfterS = new Map<string, number>();
+    const round1Body = () => ({ sessionId, keyId, threshold, participants, createdAt });
+    const lead = await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(0, 1), retryAfterS);
+    const rest = lead.complete ? await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(1), retryAfterS) : undefined;
+    const r1 = {
+      answers: new Map([...lead.answers, ...(rest?.answers ?? [])]),
+      reports: createReports(nodes, [...lead.reports, ...(rest?.reports ?? [])], `not asked: round 1 failed on ${nodes[0]!.id}`),
+    };
     reports = r1.reports;
-    if (!r1.complete) {
-      if (r1.reports.some((r) => r.error?.includes('key_exists'))) {
-        await abort('key exists', []).catch(() => undefined);
-        throw new ConflictError('key_exists', `key ${keyId} already exists`);
+    claimed = nodes.filter((n) => mayHoldClaim(r1.reports.find((r) => r.nodeId === n.id)!));
+    if (r1.answers.size !== nodes.length) {
+      const refusal = createRefusal(keyId, r1.reports, retryAfterS);
+      if (refusal) {
+        await abort(refusal.code === 'key_exists' ? 'key exists' : 'key being created', []).catch(() => undefined);
+        throw refusal;
       }
       await abort(`round 1 failed on ${failed(r1.reports).map((x) => x.nodeId).join(', ')}`, []);
     }
@@ -103,7 +169,7 @@ export class Dkg {
 
     const commit = await this.everyNode('/dkg/commit', () => ({ sessionId, publicPackageDigest: first.publicPackageDigest }), z.object({ nodeId: z.string(), stored: z.literal(true) }));
     reports = commit.reports;
-    if (!commit.complete) await abort(`commit failed on ${failed(commit.reports).map((x) => x.nodeId).join(', ')}`, [], true);
+    if (!commit.complete) await abort(`commit failed on ${failed(commit.reports).map((x) => x.nodeId).join(', ')}`, []);
     const descriptor: KeyDescriptor = { keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt, publicPackage, participants };
     try {
       await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.finish', keyId, outcome: 'success', details: { sessionId, groupPublicKey: groupPublicKey(publicPackage), threshold, nodes: reports } });

@@ -139,7 +139,8 @@ const byTimeDesc = (a: { time: string }, b: { time: string }) => (a.time < b.tim
 /** Operations worth showing: everything but node-internal steps and refused requests. */
 export function eventsOf(records: AuditRecord[], limit = 30): EventView[] {
   return records
-    .filter((r) => !r.stream.startsWith('node#') && !r.stream.startsWith('dashboard') && !r.action.startsWith('auth.'))
+    // A request stopped because its client could not be checked (auth.unavailable) is a failed operation, not a security event.
+    .filter((r) => !r.stream.startsWith('node#') && !r.stream.startsWith('dashboard') && (!r.action.startsWith('auth.') || r.action === 'auth.unavailable'))
     .sort(byTimeDesc)
     .slice(0, limit)
     .map((r) => {
@@ -174,11 +175,17 @@ export function securityOf(records: AuditRecord[], limit = 50): SecurityView[] {
     const streamNode = nodeOfStream(r.stream);
     const d = r.details ?? {};
     const base = { time: r.time, component, ...(r.keyId ? { keyId: r.keyId } : {}) };
+    if (r.action === FINDING_ACTION) {
+      const nodeId = str(d['nodeId'], 32);
+      const status = str(d['status'], 32) ?? '';
+      if (nodeId && STATUS_TEXT[status]) raw.push({ ...base, kind: 'tamper', nodeId, detail: `${nodeId} ${STATUS_TEXT[status]} (found by ${component})` });
+      continue;
+    }
     if (r.action === 'fragment.integrity') {
       raw.push({ ...base, kind: 'tamper', ...(streamNode ? { nodeId: streamNode } : {}), detail: `stored fragment failed the at-rest integrity check (detected by ${streamNode ?? 'the node'} itself)` });
     } else if (r.action === 'fragment.store' && r.outcome === 'failure' && /commitment/.test(str(d['reason']) ?? '')) {
       raw.push({ ...base, kind: 'tamper', ...(streamNode ? { nodeId: streamNode } : {}), detail: 'refused a dealt share that fails the commitment check' });
-    } else if (r.action.startsWith('auth.')) {
+    } else if (r.action.startsWith('auth.') && r.action !== 'auth.unavailable') {
       const kind: SecurityKind = r.action === 'auth.replay' ? 'replay' : r.action === 'auth.denied' ? 'denied' : 'auth';
       const what = [str(d['code'], 40), str(d['method'], 10), str(d['path'], 120)].filter(Boolean).join(' ');
       const from = str(d['sourceIp'], 64);
@@ -261,6 +268,11 @@ async function keyView(f: FederationReader, keyId: string, threshold: number, to
 }
 
 export async function dashboardState(deps: DashboardDeps): Promise<DashboardState> {
+  return (await lookAtFederation(deps)).state;
+}
+
+/** The dashboard state and the audit records it was built from (the caller may act on what the look found). */
+export async function lookAtFederation(deps: DashboardDeps): Promise<{ state: DashboardState; records: AuditRecord[] }> {
   const now = (deps.now ?? (() => new Date()))();
   const maxKeys = deps.maxKeys ?? 25;
   const [status, listing, audit] = await Promise.all([
@@ -324,7 +336,7 @@ export async function dashboardState(deps: DashboardDeps): Promise<DashboardStat
     };
   }
 
-  return {
+  const state: DashboardState = {
     generatedAt: now.toISOString(),
     federation: { threshold: status.threshold, total: status.total, nodesUp: status.nodesUp, quorum: status.quorum },
     nodes,
@@ -333,4 +345,61 @@ export async function dashboardState(deps: DashboardDeps): Promise<DashboardStat
     security: securityOf(records),
     audit: auditView,
   };
+  return { state, records };
+}
+
+/**
+ * Findings: what a look found about one node's fragment of one key. A look is not an
+ * operation, so it writes nothing by itself; a finding is recorded once when it appears
+ * and once each time it changes (tampered, repaired, tampered differently), never per poll.
+ */
+export const FINDING_ACTION = 'fragment.finding';
+
+export interface Finding {
+  nodeId: string;
+  keyId: string;
+  /** `corrupted`, `invalid_share`, `inconsistent`, or `clean` when the node's fragment answered well again. */
+  status: string;
+  version?: number;
+}
+
+export interface FindingChange {
+  finding: Finding;
+  /** The last finding recorded for this node and key, if any: the change is from its status. */
+  previous?: AuditRecord;
+}
+
+/** The last finding record per `node|key`, from the records at hand (latest by time, then by chain position). */
+function lastFindings(records: AuditRecord[]): Map<string, AuditRecord> {
+  const last = new Map<string, AuditRecord>();
+  for (const r of records) {
+    if (r.action !== FINDING_ACTION || !r.keyId) continue;
+    const nodeId = str(r.details?.['nodeId'], 32);
+    if (!nodeId) continue;
+    const k = `${nodeId}|${r.keyId}`;
+    const prev = last.get(k);
+    if (!prev || r.time > prev.time || (r.time === prev.time && r.seq > prev.seq)) last.set(k, r);
+  }
+  return last;
+}
+
+/**
+ * The findings of this look that differ from the last one recorded for their node and key.
+ * A node that did not answer says nothing either way; a clean answer counts only as the
+ * end of an earlier finding (no record for a fragment that was never in doubt).
+ */
+export function changedFindings(keys: KeyView[], records: AuditRecord[]): FindingChange[] {
+  const last = lastFindings(records);
+  const out: FindingChange[] = [];
+  for (const k of keys) {
+    for (const n of k.nodes) {
+      const status = TAMPER.has(n.status) ? n.status : n.status === 'valid' ? 'clean' : undefined;
+      if (!status) continue;
+      const previous = last.get(`${n.nodeId}|${k.keyId}`);
+      const before = str(previous?.details?.['status'], 32) ?? 'clean';
+      if (status === before) continue;
+      out.push({ finding: { nodeId: n.nodeId, keyId: k.keyId, status, ...(k.version !== undefined ? { version: k.version } : {}) }, ...(previous ? { previous } : {}) });
+    }
+  }
+  return out;
 }

@@ -19,7 +19,7 @@ import { signStatement, verifyStatement } from '../crypto/identity.js';
 import { open, seal, type SealedBox } from '../crypto/seal.js';
 import { identifierFor, isValidShare, type PublicPackage } from '../crypto/shares.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
-import { BadRequestError, ConflictError, PeerMisbehaviorError, SessionError, type Culprit } from '../errors.js';
+import { BadRequestError, ConflictError, KeyBeingCreatedError, PeerMisbehaviorError, SessionError, type Culprit } from '../errors.js';
 import type { AuditLog } from '../ports.js';
 import type { PeerEntry } from '../runtime-config.js';
 import type { KeyDescriptor } from './fragment.js';
@@ -65,6 +65,8 @@ interface DkgState {
   round1?: Round1Hex[];
   digest?: string;
   result?: { publicPackage: PublicPackage; signingShare: string };
+  /** The key's control document when round 1 was admitted (the create's claim): commit needs it unchanged. */
+  claim?: string | null;
 }
 
 // What a node signs. The session, key and participant list are inside, so a package
@@ -108,9 +110,11 @@ export class NodeDkg {
     if ((await this.node.versionsOf(req.keyId)).length > 0) throw new ConflictError('key_exists', `key ${req.keyId} already exists`);
     if (await this.vault.exists(KIND, req.sessionId)) throw new SessionError('session_state', `session ${req.sessionId} already exists`);
 
+    // The route admitted this round under the create's claim on the id (lib/node/gate.ts).
+    const claim = await this.node.controlStamp(req.keyId);
     const r1 = frost.DKG.round1(this.id.identifier, { min: req.threshold, max: n });
     const own: Round1Hex = { identifier: r1.public.identifier, commitment: r1.public.commitment.map(toHex), proofOfKnowledge: toHex(r1.public.proofOfKnowledge) };
-    const state: DkgState = { expiresAt: this.vault.expiry(), step: 'round1', keyId: req.keyId, threshold: req.threshold, createdAt: req.createdAt, participants: req.participants, own, secret: r1.secret };
+    const state: DkgState = { expiresAt: this.vault.expiry(), step: 'round1', keyId: req.keyId, threshold: req.threshold, createdAt: req.createdAt, participants: req.participants, own, secret: r1.secret, claim };
     await this.vault.save(KIND, req.sessionId, state);
     await this.audit.append(auditStream(this.id.nodeId), { actor: 'coordinator', action: 'dkg.round1', keyId: req.keyId, outcome: 'success', details: { sessionId: req.sessionId, threshold: req.threshold, participants: [...ids] } });
     return { nodeId: this.id.nodeId, package: own, signature: signStatement(this.id.signingKey, round1Statement(req.sessionId, state, own)) };
@@ -210,6 +214,11 @@ export class NodeDkg {
     const r = s.result!;
     if (publicPackageDigest(r.publicPackage) !== req.publicPackageDigest) {
       await this.abortWith(req.sessionId, s.keyId, new PeerMisbehaviorError('DKG aborted: nodes computed different public keys', [{ nodeId: 'coordinator', reason: 'public key package digest differs' }]));
+    }
+    // A run whose claim was released (its own rollback) or taken over (its client's retry,
+    // once this run was presumed dead) stores nothing: the id is no longer its to fill.
+    if (s.claim !== undefined && (await this.node.controlStamp(s.keyId)) !== s.claim) {
+      await this.abortWith(req.sessionId, s.keyId, new KeyBeingCreatedError(s.keyId, 1));
     }
     const d: KeyDescriptor = { keyId: s.keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt: s.createdAt, publicPackage: r.publicPackage, participants: s.participants };
     const share = fromHex(r.signingShare);

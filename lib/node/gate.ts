@@ -4,13 +4,14 @@
  * what the coordinator is asking this node to do (same key, same recipient, same
  * message, same state), and checks the policy and lifecycle stored on this node.
  */
-import { canonicalJson } from '../crypto/hash.js';
+import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { canaryMessage, digestMessage } from '../crypto/sign-message.js';
 import type { ClientEnvelope } from '../crypto/client-auth.js';
 import { fromB64, fromHex } from '../encoding.js';
-import { ConflictError, ForbiddenError } from '../errors.js';
+import { ConflictError, ForbiddenError, KeyBeingCreatedError } from '../errors.js';
+import type { ReplayGuard } from '../ports.js';
 import { assertUsable, KeyGoneError, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
-import { requestMark, requireClientRoute, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
+import { requestMark, requireClientRoute, type AccessDeps, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
 
 const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62})/${action}$`);
 const SIGN = keyRoute('sign');
@@ -20,8 +21,42 @@ const STATE = keyRoute('state');
 const POLICY = keyRoute('policy');
 const DESCRIBE = /^\/keys\/([a-z0-9][a-z0-9-]{0,62})(?:\/public)?$/;
 const CREATORS = ['admin', 'key-creator'];
-/** How long a create that has not stored its key yet keeps the id from other requests. */
-const CREATE_WINDOW_MS = 15 * 60_000;
+/**
+ * A create claims its key id on a node by writing the key's control document with its own
+ * request mark before anything is stored. The claim holds the id for CREATE_WINDOW_MS
+ * against other clients, until the create's own rollback releases it, or until the key's
+ * fragments exist (then the id is simply taken).
+ */
+export const CREATE_WINDOW_MS = 15 * 60_000;
+/**
+ * How long a claim may still belong to a create that is running: API Gateway stops waiting
+ * at 30 s and every function times out sooner. Past it, the claim's own client (its retry,
+ * with a new request id) may take the id over; other clients wait for the window.
+ */
+export const CREATE_SETTLE_MS = 30_000;
+/** The time a released claim carries: stale at once, so the id is free, and the document says who let it go. */
+export const RELEASED_AT = new Date(0).toISOString();
+/** The right to replace one version of a control document is claimed per time slot, two slots at a time (see `exclusive`). */
+const SLOT_MS = 10_000;
+
+/** Where the gate makes a change of a control document exclusive: the node's replay table, under the node's scope. */
+export interface ClaimStore {
+  scope: string;
+  guard: ReplayGuard;
+}
+
+export interface GateOptions {
+  claims?: ClaimStore;
+  now?: () => number;
+}
+
+/** The claim a control document holds now, or undefined when it holds none (never claimed, released, or stale). */
+export function liveClaim(c: KeyControl | null, now: number): { client: string; age: number } | undefined {
+  if (!c) return undefined;
+  const age = now - Date.parse(c.updatedAt);
+  if (!(age < CREATE_WINDOW_MS)) return undefined;
+  return { client: c.createRequest?.split(':')[0] ?? '', age };
+}
 
 const actorOf = (a: Authenticated) => `client:${a.who.name}`;
 const sameKey = (m: RegExpExecArray, keyId: string, what: string) => {
@@ -35,10 +70,20 @@ export interface GateResult {
 }
 
 export class ClientGate {
+  private readonly claims: ClaimStore;
+  private readonly now: () => number;
+
   constructor(
     private readonly access: NodeAccess,
     private readonly latestVersion: (keyId: string) => Promise<number | undefined>,
-  ) {}
+    opts: GateOptions = {},
+  ) {
+    // The node's runtime builds the gate with its access only; the replay table and node id
+    // that access already holds are the right place for claims, so they are borrowed from it.
+    const deps = (access as unknown as { deps: AccessDeps }).deps;
+    this.claims = opts.claims ?? { scope: deps.nodeId, guard: deps.replay };
+    this.now = opts.now ?? Date.now;
+  }
 
   /** GET /fragment: a reconstruction the client asked for, sealed to the recipient the client named. */
   async fragment(env: ClientEnvelope | undefined, keyId: string, recipient: string, version?: number): Promise<GateResult & { mode: 'end-to-end' | 'server-side'; approvers: string[] }> {
@@ -107,19 +152,45 @@ export class ClientGate {
       throw new ForbiddenError('client_request_mismatch', 'the client asked to create another key');
     }
     requireRole(a.who, CREATORS, 'create keys');
-    const existing = await this.access.control(keyId);
+    const readAt = this.now();
+    const [existing, latest] = await Promise.all([this.access.control(keyId), this.latestVersion(keyId)]);
     if (existing?.state === 'destroyed') throw new KeyGoneError(keyId);
     // Stored fragments mean the key exists, with or without a control document: a missing
     // document must never let a creator take over someone else's key.
-    if ((await this.latestVersion(keyId)) !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
-    // Another request's create still in flight owns the id until it finishes or goes stale.
+    if (latest !== undefined) throw new ConflictError('key_exists', `key ${keyId} already exists`);
     const mark = requestMark(a);
-    if (existing && existing.createRequest !== mark && Date.now() - Date.parse(existing.updatedAt) < CREATE_WINDOW_MS) {
-      throw new ConflictError('key_exists', `key ${keyId} is being created by another request`);
-    }
+    const held = existing?.createRequest === mark ? undefined : liveClaim(existing, readAt);
+    // Another request's create owns the id until it stores the key, rolls back or goes stale.
+    // Its own client may take it over once that create cannot be running any more (a retry).
+    if (held && !(held.client === a.who.name && held.age >= CREATE_SETTLE_MS)) throw this.beingCreated(keyId, held.age);
+    await this.exclusive(keyId, existing, readAt);
     const control = { ...this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']), createRequest: mark };
     await this.access.putControl(control);
     return { actor: actorOf(a), control };
+  }
+
+  /** When trying again may get another answer: once the holder has settled, else once the claim expires. */
+  private beingCreated(keyId: string, age: number): KeyBeingCreatedError {
+    const waitMs = age < CREATE_SETTLE_MS ? CREATE_SETTLE_MS - age : CREATE_WINDOW_MS - age;
+    return new KeyBeingCreatedError(keyId, waitMs / 1000);
+  }
+
+  /**
+   * Make this change of `keyId`'s control document the only one made from the version read
+   * at `readAt` (S3 offers no conditional put here). The right to replace that version is
+   * claimed once in the replay table, in the slot of `readAt` and the next one: two
+   * contenders less than a slot apart always meet on one slot, and one that died between
+   * claim and write blocks that version for two slots at most, never for good.
+   */
+  private async exclusive(keyId: string, current: KeyControl | null, readAt: number): Promise<void> {
+    const version = current ? sha256Hex(canonicalJson(current)) : 'none';
+    const slot = Math.floor(readAt / SLOT_MS);
+    const expiresAtS = Math.ceil((readAt + 3 * SLOT_MS) / 1000);
+    for (const s of [slot, slot + 1]) {
+      if (!(await this.claims.guard.claim(this.claims.scope, `control:${keyId}:${version}:${s}`, expiresAtS))) throw this.beingCreated(keyId, 0);
+    }
+    // Past half a slot, a contender that read the same version later may hold the next slots.
+    if (this.now() - readAt > SLOT_MS / 2) throw this.beingCreated(keyId, 0);
   }
 
   /**
@@ -175,6 +246,7 @@ export class ClientGate {
   /** DELETE /fragment: a creator rolling back its own failed create, or an administrator retiring a version. */
   async deleteVersion(env: ClientEnvelope | undefined, keyId: string, version: number, versions: number[]): Promise<GateResult> {
     const a = await this.access.authenticate(env, `DELETE /fragment#${version}`);
+    const readAt = this.now();
     const control = await this.access.requireControl(keyId);
     // Only the request that wrote this control document may remove what it stored:
     // a create rolling back, or a reshare rolling back on a node it brought in.
@@ -182,6 +254,12 @@ export class ClientGate {
     if (a.request.method === 'POST' && a.request.path === '/keys') {
       if (a.body['keyId'] !== keyId || !ownRequest || version !== 1) {
         throw new ForbiddenError('client_request_mismatch', 'a create request may only roll back the version it created');
+      }
+      // A create rolling back also lets go of the id, whether or not it stored anything
+      // here (the route then removes its version 1, when there is one).
+      if (control.updatedAt !== RELEASED_AT) {
+        await this.exclusive(keyId, control, readAt);
+        await this.access.putControl({ ...control, updatedAt: RELEASED_AT });
       }
       return { actor: actorOf(a), control };
     }

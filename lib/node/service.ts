@@ -98,9 +98,25 @@ export class NodeService {
     return { nodeId: this.id.nodeId, keys: await this.deps.store.list() };
   }
 
+  /**
+   * The key's public description. Looking is not an operation: a fragment that fails its
+   * integrity check here answers fragment_corrupted without an audit record (every poll of
+   * the dashboard would add one); the coordinator records such findings when they change,
+   * and every operation that uses the share still records its own failure.
+   */
   async describe(keyId: string, version?: number) {
-    const { object } = await this.load(keyId, version);
+    const { object, share } = await this.load(keyId, version, { look: true });
+    wipe(share);
     return { nodeId: this.id.nodeId, identifier: this.id.identifier, descriptor: object.descriptor };
+  }
+
+  /**
+   * A digest of the key's stored control document as it is now (null for none): the DKG
+   * checks at commit that the create claim its round 1 was admitted under still stands.
+   */
+  async controlStamp(keyId: string): Promise<string | null> {
+    const raw = await this.deps.store.getDoc('control', keyId);
+    return raw === null ? null : sha256Hex(raw);
   }
 
   /** This node's share of the key, sealed to `recipient`. Audited before release (fail closed). */
@@ -180,7 +196,7 @@ export class NodeService {
   }
 
   /** The stored fragment and its decrypted share; the caller wipes the share. */
-  async load(keyId: string, version?: number): Promise<{ object: FragmentObject; share: Uint8Array }> {
+  async load(keyId: string, version?: number, opts: { look?: boolean } = {}): Promise<{ object: FragmentObject; share: Uint8Array }> {
     // A named version is read directly (a missing object reads as null): listing the
     // bucket first would add a storage round trip to every signature share.
     const v = version ?? (await this.deps.store.versions(keyId)).at(-1);
@@ -195,7 +211,7 @@ export class NodeService {
       const share = aesGcmOpen(this.id.wrapKey, object.share, atRestAad(this.id.nodeId, this.id.identifier, object.descriptor));
       return { object, share };
     } catch {
-      await this.tryRecord({ actor: this.id.nodeId, action: 'fragment.integrity', keyId, outcome: 'failure', details: { version: v, reason: 'at-rest integrity check failed' } });
+      if (!opts.look) await this.tryRecord({ actor: this.id.nodeId, action: 'fragment.integrity', keyId, outcome: 'failure', details: { version: v, reason: 'at-rest integrity check failed' } });
       throw new FragmentCorruptedError(this.id.nodeId, keyId);
     }
   }
