@@ -51,7 +51,7 @@ export interface GatherOptions<R, V> {
   stopEarly?: boolean;
   /** With stopEarly: ask only this many nodes at first (the expected quorum) and keep the rest as spares. Default: all. */
   initial?: number;
-  /** Time kept back from the deadline for the caller's own work after the fan-out (default 10% of the budget, at most 1 s). */
+  /** Time kept back from the deadline for the caller's own work after the fan-out (default a fifth of the budget, 100 ms to 1 s). */
   reserveMs?: number;
   /** Called as each node settles: progress output and metrics. */
   onReport?: (r: NodeReport) => void;
@@ -127,7 +127,8 @@ function classify(e: unknown, signal: AbortSignal): { status: NodeStatus; error:
 export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>> {
   const stopEarly = opts.stopEarly ?? true;
   const budget = remainingOr(opts.timeoutMs);
-  const callBudget = Math.max(1, budget - (opts.reserveMs ?? Math.min(1000, budget / 10)));
+  // Every call, spares included, ends by the same instant: the deadline less the caller's reserve.
+  const callsEndAt = performance.now() + Math.max(1, budget - (opts.reserveMs ?? Math.min(1000, Math.max(100, budget / 5))));
   const order = stopEarly && opts.initial !== undefined ? preferredOrder(opts.nodes) : opts.nodes;
   const groups = new Map<string, { need: number; members: { node: NodeEndpoint; value: V }[] }>();
   const reports = new Map<string, NodeReport>();
@@ -178,7 +179,7 @@ export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>
       // A node that refused before doing any work (at its concurrency limit) is asked
       // again after a short jittered pause, while the deadline leaves room for it.
       const tries = (retried.get(node.id) ?? 0) + 1;
-      if (r.status === 'busy' && tries <= BUSY_RETRIES && remainingOr(opts.timeoutMs) > 2 * BUSY_PAUSE_MS) {
+      if (r.status === 'busy' && tries <= BUSY_RETRIES && callsEndAt - performance.now() > 2 * BUSY_PAUSE_MS) {
         retried.set(node.id, tries);
         inFlight += 1;
         setTimeout(() => {
@@ -196,7 +197,7 @@ export function gather<R, V>(opts: GatherOptions<R, V>): Promise<GatherResult<V>
       controllers.set(node.id, ctl);
       inFlight += 1;
       const started = performance.now();
-      const timer = setTimeout(() => ctl.abort(TIMEOUT), callBudget);
+      const timer = setTimeout(() => ctl.abort(TIMEOUT), Math.max(1, callsEndAt - performance.now()));
       const latency = () => Math.round((performance.now() - started) * 100) / 100;
       opts
         .call(node, ctl.signal)

@@ -26,14 +26,24 @@ export interface Api {
 
 /**
  * Call the coordinator. Requests are signed by the stack's administrator client unless
- * `as` names another identity, or `as: null` sends them unsigned.
+ * `as` names another identity, or `as: null` sends them unsigned. A request the front
+ * door throttles (429, nothing done) is signed afresh and sent again after its
+ * Retry-After, as the SDK does, unless `retry: false` (tests of the throttling itself).
  */
 export async function call(
   stack: LocalStack,
   method: string,
   p: string,
-  opts: { body?: unknown; rawBody?: string; as?: ClientIdentity | null; headers?: Record<string, string> } = {},
+  opts: { body?: unknown; rawBody?: string; as?: ClientIdentity | null; headers?: Record<string, string>; retry?: boolean } = {},
 ): Promise<Api> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await callOnce(stack, method, p, opts);
+    if (r.status !== 429 || opts.retry === false || attempt >= 30) return r;
+    await new Promise((resolve) => setTimeout(resolve, (Number(r.retryAfter ?? 1) || 1) * 1000 * (0.5 + Math.random())));
+  }
+}
+
+async function callOnce(stack: LocalStack, method: string, p: string, opts: Parameters<typeof call>[3] & object): Promise<Api & { retryAfter?: string }> {
   const text = opts.rawBody !== undefined ? opts.rawBody : opts.body !== undefined ? JSON.stringify(opts.body) : '';
   const who = opts.as === undefined ? stack.admin : opts.as;
   const headers: Record<string, string> = { 'content-type': 'application/json', ...(who ? signedHeaders(who, method, p, text) : {}), ...(opts.headers ?? {}) };
@@ -49,7 +59,8 @@ export async function call(
   } catch {
     body = undefined;
   }
-  return { status: res.status, body, text: answer };
+  const retryAfter = res.headers.get('retry-after') ?? undefined;
+  return { status: res.status, body, text: answer, ...(retryAfter ? { retryAfter } : {}) };
 }
 
 export async function readObject(stack: LocalStack, nodeId: string, key: string): Promise<string> {
