@@ -67,11 +67,21 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   return Number.isNaN(at) ? undefined : Math.max(0, (at - now) / 1000);
 }
 
+/** Attempts of a call refused for overload (503 with Retry-After) or a lost connection. */
+const MAX_OVERLOAD_ATTEMPTS = 3;
+/** Less than this left after a wait: no further attempt. */
+const MIN_ATTEMPT_MS = 1000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class FedkmsClient {
-  /** Without an identity only the public routes (/status) answer. */
-  constructor(readonly url: string, private readonly identity: ClientIdentity | undefined, private readonly fetchImpl: typeof fetch = fetch) {}
+  /** Without an identity only the public routes (/status) answer. `defaults` apply to every call that does not say otherwise. */
+  constructor(
+    readonly url: string,
+    private readonly identity: ClientIdentity | undefined,
+    private readonly fetchImpl: typeof fetch = fetch,
+    private readonly defaults: CallOptions = {},
+  ) {}
 
   /**
    * One API call within one deadline. Each attempt is signed afresh (new request id and
@@ -80,7 +90,8 @@ export class FedkmsClient {
    * and lost connections of idempotent calls. Never retried: anything that may have taken
    * effect (a 5xx without Retry-After, a lost connection on a create), so nothing is applied twice.
    */
-  async call<T = any>(method: string, path: string, body?: unknown, opts: CallOptions = {}): Promise<ApiAnswer<T>> {
+  async call<T = any>(method: string, path: string, body?: unknown, callOpts: CallOptions = {}): Promise<ApiAnswer<T>> {
+    const opts = { ...this.defaults, ...callOpts };
     const t0 = performance.now();
     const deadline = t0 + (opts.timeoutMs ?? 60_000);
     const retry = opts.retry ?? true;
@@ -96,10 +107,14 @@ export class FedkmsClient {
         lost = e;
       }
       const retryAfterS = parseRetryAfter(answer?.retryAfter);
-      const refusedBeforeWork = answer !== undefined && (answer.status === 429 || (answer.status === 503 && retryAfterS !== undefined));
-      const canRetry = retry && (refusedBeforeWork || (lost?.reason === 'unreachable' && idempotent));
+      // A 429 says "not now" (throttled at the door): retried as long as the deadline allows.
+      // A 503 with Retry-After says the nodes were overloaded: retried a few times only.
+      const throttled = answer?.status === 429;
+      const overloaded = answer?.status === 503 && retryAfterS !== undefined && attempt < MAX_OVERLOAD_ATTEMPTS;
+      const canRetry = retry && (throttled || overloaded || (lost?.reason === 'unreachable' && idempotent && attempt < MAX_OVERLOAD_ATTEMPTS));
       const waitMs = backoffMs(attempt - 1, retryAfterS);
-      if (!canRetry || performance.now() + waitMs >= deadline) {
+      // Never start an attempt that has too little time left to finish: return the answer in hand.
+      if (!canRetry || performance.now() + waitMs + MIN_ATTEMPT_MS >= deadline) {
         if (lost) throw lost;
         return { ...answer!, ms: performance.now() - t0, attempts: attempt };
       }

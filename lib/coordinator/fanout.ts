@@ -264,10 +264,11 @@ export function quorumFailure(message: string, details: { nodes: NodeReport[] } 
     const [status, code] = only.split(' ') as [string, string];
     return new NodeRefusalError(code, Number(status), `the nodes refused: ${code}`, details);
   }
-  // Nothing was refused on its merits: the nodes were busy, slow or unreachable. Nothing was
-  // released either, so the caller may try again shortly (the SDK retries on Retry-After).
-  const transient = answered.length === 0;
-  return new QuorumError(message, details, transient ? RETRY_AFTER_S : undefined);
+  // Nothing was refused on its merits and some node was only busy or slow: load, not an
+  // outage or a fault. Nothing was released, so the caller may try again shortly (the SDK
+  // retries on Retry-After). Nodes that refuse connections are down: no Retry-After.
+  const loadOnly = answered.length === 0 && details.nodes.some((r) => r.status === 'busy' || r.status === 'timeout');
+  return new QuorumError(message, details, loadOnly ? RETRY_AFTER_S : undefined);
 }
 
 /** The Retry-After of a refusal caused by load, seconds. */

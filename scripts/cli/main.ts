@@ -160,7 +160,9 @@ function resolveTarget(o: Options): Target {
     ...parseNodeList(o.node ?? []),
   };
   const nodeKeys = env['FEDKMS_NODE_KEYS'] ? Object.fromEntries(env['FEDKMS_NODE_KEYS'].split(',').filter(Boolean).map((x) => [x.slice(0, x.indexOf('=')), x.slice(x.indexOf('=') + 1)])) : fed.nodeKeys;
-  return { client: new FedkmsClient(url, identity), url, nodes, ...(nodeKeys ? { nodeKeys } : {}) };
+  // Refusals made before any work (429, 503 with Retry-After) are retried within the call's deadline; say so while waiting.
+  const onRetry = o.json ? undefined : (i: { waitMs: number; status?: number; code?: string }) => err(`  ${i.status ?? 'connection lost'}${i.code ? ` ${i.code}` : ''}: retrying in ${(i.waitMs / 1000).toFixed(1)} s`);
+  return { client: new FedkmsClient(url, identity, fetch, onRetry ? { onRetry } : {}), url, nodes, ...(nodeKeys ? { nodeKeys } : {}) };
 }
 
 /** Map an unsuccessful answer to an exit code, and say why on stderr (or as JSON). */

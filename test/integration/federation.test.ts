@@ -120,6 +120,9 @@ describe('fault tolerance', () => {
   });
 });
 
+/** Longer than the fan-out's longest hedge delay (lib/coordinator/fanout.ts), shorter than the request budget. */
+const SLOW_MS = 2000;
+
 describe('tampering', () => {
   let original: string;
   beforeEach(async () => {
@@ -135,8 +138,9 @@ describe('tampering', () => {
     ct[0]! ^= 0x01;
     obj.share.ct = ct.toString('base64');
     await writeObject(stack, 'node2', OBJECT, JSON.stringify(obj));
-    // Delay a healthy node so the corrupted node's answer is judged before the quorum fills.
-    await stack.setNode('node3', { kind: 'slow', delayMs: 500 });
+    // Delay the other healthy node well past the hedge delay: whichever two nodes the
+    // coordinator asks first, node2 is asked (at once, or as the spare) before a quorum fills.
+    await stack.setNode('node3', { kind: 'slow', delayMs: SLOW_MS });
     const r = await reconstruct();
     expect(r.status).toBe(200);
     expect(r.body.secret.hex.toUpperCase()).toBe(EXAMPLE);
@@ -148,7 +152,7 @@ describe('tampering', () => {
 
   it('corrupted storage: a flipped byte in a public field is caught too', async () => {
     await writeObject(stack, 'node2', OBJECT, original.replace('"threshold":2', '"threshold":3'));
-    await stack.setNode('node3', { kind: 'slow', delayMs: 500 });
+    await stack.setNode('node3', { kind: 'slow', delayMs: SLOW_MS });
     const r = await reconstruct();
     expect(r.status).toBe(200);
     expect(statusOf(r.body, 'node2')).toBe('corrupted');
@@ -159,7 +163,7 @@ describe('tampering', () => {
     const wrapKey = fromB64(stack.secrets['node2']!['wrapKey']!);
     obj.share = aesGcmSeal(wrapKey, ed25519_FROST.utils.randomScalar(), atRestAad('node2', obj.identifier, obj.descriptor));
     await writeObject(stack, 'node2', OBJECT, JSON.stringify(obj));
-    await stack.setNode('node3', { kind: 'slow', delayMs: 500 });
+    await stack.setNode('node3', { kind: 'slow', delayMs: SLOW_MS });
     const r = await reconstruct();
     expect(r.status).toBe(200);
     expect(r.body.secret.hex.toUpperCase()).toBe(EXAMPLE);

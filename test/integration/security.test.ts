@@ -308,8 +308,9 @@ describe('end to end, with nodes down or lying', () => {
         return { ...lie, signature: signStatement(node1Key, fragmentStatement(lie, recipient, requestId)) };
       },
     });
-    // Slow node3 a little so node1 is among the first answers.
-    await stack.setNode('node3', { kind: 'slow', delayMs: 300 });
+    // Slow node3 past the fan-out's hedge delay, so node1 is among the first answers
+    // whichever two nodes the coordinator asks first.
+    await stack.setNode('node3', { kind: 'slow', delayMs: 2000 });
     const r = await reconstructEndToEnd(stack, 'shared', alice);
     expect(r.status).toBe(200);
     expect(r.body.secret.hex).toBe(SHARED);

@@ -123,7 +123,7 @@ describe('local admission (the stand-in for reserved concurrency)', () => {
     try {
       const t = await fetch(`${base}/timeout`);
       expect(t.status).toBe(504);
-      expect((await t.json()).error.code).toBe('function_timeout');
+      expect(((await t.json()) as any).error.code).toBe('function_timeout');
       const c = await fetch(`${base}/crash`);
       expect(c.status).toBe(502);
       expect(await c.text()).not.toMatch(/stack|a\.js|boom/);
