@@ -52,6 +52,15 @@ export function notingRetryAfter<T>(retryAfterS: Map<string, number>, node: Node
   });
 }
 
+/**
+ * Wake the nodes a create asks after the first one, while the first one works: their cold
+ * starts then overlap its own instead of following it. `GET /status` is public and cheap;
+ * its answer does not matter.
+ */
+export function warmUp(deps: CoordinatorDeps, nodes: NodeEndpoint[]): void {
+  for (const n of nodes) void deps.client.call(n, { method: 'GET', path: '/status' }, AbortSignal.timeout(Math.max(1000, deps.timeoutMs))).catch(() => undefined);
+}
+
 /** The client's answer when a node refused the create on its own authority: the id is taken, or being created. */
 export function createRefusal(keyId: string, reports: NodeReport[], retryAfterS: Map<string, number>): FedkmsError | undefined {
   if (reports.some((r) => codeOf(r) === 'key_exists' || codeOf(r) === 'version_exists')) return new ConflictError('key_exists', `key ${keyId} already exists`);
@@ -130,6 +139,7 @@ export class Dkg {
     // Round 1 claims the id on each node: the first node alone, then the rest (see above).
     const retryAfterS = new Map<string, number>();
     const round1Body = () => ({ sessionId, keyId, threshold, participants, createdAt });
+    warmUp(this.deps, nodes.slice(1));
     const lead = await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(0, 1), retryAfterS);
     const rest = lead.complete ? await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(1), retryAfterS) : undefined;
     const r1 = {

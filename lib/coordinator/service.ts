@@ -21,7 +21,7 @@ import type { AuditEntry } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 export { AUDIT_STREAM, summarize, type CoordinatorDeps };
-import { createRefusal, createReports, Dkg, mayHoldClaim, notingRetryAfter } from './dkg.js';
+import { createRefusal, createReports, Dkg, mayHoldClaim, notingRetryAfter, warmUp } from './dkg.js';
 import { gather, markDissenters, quorumFailure, type NodeReport, type Verdict } from './fanout.js';
 import { Reshare, type reshareSchema } from './reshare.js';
 import { Signing, digestMessage } from './signing.js';
@@ -160,6 +160,7 @@ export class Coordinator {
       });
     // Each node admits the share under this create's claim on the id. The first node is asked
     // alone: concurrent creates of one id meet there, and only its winner asks the others.
+    warmUp(this.deps, nodes.slice(1));
     const lead = await store(nodes.slice(0, 1));
     const rest = lead.winner ? await store(nodes.slice(1)) : undefined;
     const report = createReports(nodes, [...lead.reports, ...(rest?.reports ?? [])], `not asked: ${nodes[0]!.id} did not store its share`);
