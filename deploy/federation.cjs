@@ -39,7 +39,7 @@ function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..
   if (Object.values(concurrency).some((c) => !Number.isInteger(c) || c < 1 || c > 1000)) {
     throw new Error(`${file}: concurrency values must be integers from 1 to 1000`);
   }
-  return { threshold: cfg.threshold, nodes, requestBudgetMs: cfg.requestBudgetMs || 8000, concurrency, apiAuthorizer: cfg.apiAuthorizer || 'none' };
+  return { threshold: cfg.threshold, nodes, requestBudgetMs: cfg.requestBudgetMs || 20000, concurrency, apiAuthorizer: cfg.apiAuthorizer || 'none' };
 }
 
 function loadLocal() {

@@ -70,7 +70,7 @@ const coordinatorSchema = z.object({
   APPROVALS_TABLE: z.string().min(1).optional(),
   MAX_CLOCK_SKEW_S: z.coerce.number().int().positive().default(60),
   /** The budget of a request whose client names none (ms); the function timeout caps every budget (lib/deadline.ts). */
-  REQUEST_BUDGET_MS: z.coerce.number().int().positive().default(8000),
+  REQUEST_BUDGET_MS: z.coerce.number().int().positive().default(20000),
   /** The dashboard function's Ed25519 key: it may read the dashboard state here, nothing else (lib/coordinator/dashboard-feed.ts). */
   DASHBOARD_PUBLIC_KEY: b64Key(32).optional(),
   DASHBOARD_MAX_KEYS: z.coerce.number().int().min(1).max(500).default(25),

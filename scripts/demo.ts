@@ -28,7 +28,7 @@ async function probeNodes(f: Federation) {
 
 /** End to end: the nodes seal their shares to a one-time key of this process, which checks and combines them. */
 async function reconstructOnce(f: Federation): Promise<boolean> {
-  console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks every node at once and relays sealed fragments)...`);
+  console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks t nodes, a spare as soon as one fails or is slow, and relays sealed fragments)...`);
   const t0 = performance.now();
   const r = await reconstructEndToEnd(clientOf(f), KEY_ID, f.nodeKeys ? { nodeKeys: f.nodeKeys } : {});
   const body = r.answer.body;

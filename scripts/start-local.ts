@@ -4,11 +4,11 @@
  * example key, prints where everything listens, and runs until Ctrl-C.
  * Env: FEDKMS_PORT (default 3000), FEDKMS_CONTROL_PORT (default 3099), FEDKMS_CONFIG.
  */
-import http from 'node:http';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
 import { FedkmsClient } from '../lib/client/api.js';
+import { listen } from '../tools/node-proxy.js';
 
 const EXAMPLE_KEY_ID = 'example';
 const EXAMPLE_KEY_HEX = 'A94F3D82C1B7E6F9';
@@ -22,10 +22,11 @@ async function importExample(stack: LocalStack) {
 }
 
 /** Loopback-only control API, so `npm run demo` can stop and restart a node. */
-function controlServer(stack: LocalStack, port: number) {
-  const server = http.createServer(async (req, res) => {
+function controlServer(stackOf: () => LocalStack | undefined, port: number) {
+  return listen(async (req, res) => {
+    const stack = stackOf();
     const m = /^\/nodes\/([a-z0-9-]+)\/(stop|start|slow)(?:\?ms=(\d+))?$/.exec(req.url ?? '');
-    if (req.method !== 'POST' || !m) {
+    if (req.method !== 'POST' || !m || !stack) {
       res.writeHead(404).end();
       return;
     }
@@ -36,8 +37,7 @@ function controlServer(stack: LocalStack, port: number) {
     } catch (e) {
       res.writeHead(400).end(String((e as Error).message));
     }
-  });
-  return new Promise<http.Server>((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
+  }, port);
 }
 
 async function main() {
@@ -45,8 +45,16 @@ async function main() {
   const httpPort = Number(process.env['FEDKMS_PORT'] ?? 3000);
   const controlPort = Number(process.env['FEDKMS_CONTROL_PORT'] ?? 3099);
   console.log('fedkms: starting the local federation...');
-  const stack = await startLocalStack({ dir, httpPort, persist: true, watch: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
-  const control = await controlServer(stack, controlPort);
+  // Both fixed ports are claimed before anything starts: a port another process holds is a
+  // clear error, and nothing is left running behind it.
+  let stack: LocalStack | undefined;
+  const control = await controlServer(() => stack, controlPort);
+  try {
+    stack = await startLocalStack({ dir, httpPort, persist: true, watch: true, configFile: process.env['FEDKMS_CONFIG'], log: (l) => console.log(`  ${l}`) });
+  } catch (e) {
+    control.close();
+    throw e;
+  }
   const example = await importExample(stack);
   writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, nodeKeys: Object.fromEntries([...stack.proxies.keys()].map((id) => [id, stack.secrets[id]!['signingPublic']])), dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
 

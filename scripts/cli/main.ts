@@ -351,7 +351,7 @@ async function cmdCreate(t: Target, o: Options, keyId: string, mode: 'import' | 
 async function cmdReconstruct(t: Target, o: Options, keyId: string): Promise<number> {
   if (!o.json) {
     await probeWithProgress(t, o);
-    out(`Requesting reconstruction of key "${keyId}" (the coordinator asks every node at once)...`);
+    out(`Requesting reconstruction of key "${keyId}" (the coordinator asks t nodes, and a spare as soon as one fails or is slow)...`);
   }
   let a: ApiAnswer;
   let secretHex: string;

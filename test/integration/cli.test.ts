@@ -50,7 +50,7 @@ function fedkms(args: string[], opts: { env?: Record<string, string | undefined>
 
 beforeAll(async () => {
   cwd = mkdtempSync(path.join(os.tmpdir(), 'fedkms-cli-'));
-  stack = await testStack({ requestBudgetMs: 3000 });
+  stack = await testStack();
 }, 180_000);
 
 afterAll(async () => {
@@ -130,7 +130,9 @@ describe('fedkms CLI', () => {
     const r = await fedkms(['reconstruct', 'example']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Connecting to Node 2 \(http:\/\/127\.0\.0\.1:\d+\)\.\.\. unreachable/);
-    expect(r.stdout).toMatch(/Node 2: unreachable \(connection failed\)/);
+    // The coordinator asks t nodes first, healthy ones first: node2 failed lately, so it is
+    // either asked and named unreachable, or not asked at all.
+    expect(r.stdout).toMatch(/Node 2: (unreachable \(connection failed\)|not needed)/);
     expect(r.stdout).toMatch(/Key reconstructed successfully/);
   });
 

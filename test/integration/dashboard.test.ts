@@ -49,7 +49,7 @@ function signedCoordinatorRequest(path: string, key: string, payload?: unknown) 
 const viewerToken = () => stack.secrets['dashboard']!['viewerToken']!;
 
 beforeAll(async () => {
-  stack = await testStack({ requestBudgetMs: 3000 });
+  stack = await testStack();
   expect((await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } })).status).toBe(201);
   expect((await call(stack, 'POST', '/keys', { body: { keyId: 'db-master', length: 32, policy: { serverSideCombine: true } } })).status).toBe(201);
   const r = await call(stack, 'POST', '/keys/example/reconstruct');

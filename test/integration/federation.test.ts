@@ -12,6 +12,7 @@ import { HEADERS, signRequest } from '../../lib/crypto/request-signing';
 import { generateX25519 } from '../../lib/crypto/seal';
 import { fromB64, toB64 } from '../../lib/encoding';
 import { atRestAad } from '../../lib/node/service';
+import { BUDGET_HEADER } from '../../lib/deadline';
 import { call, readObject, reconstructEndToEnd, statusOf, testStack, writeObject } from '../support/stack';
 
 const EXAMPLE = 'A94F3D82C1B7E6F9';
@@ -19,7 +20,7 @@ const OBJECT = 'keys/example/v1.json';
 let stack: LocalStack;
 
 beforeAll(async () => {
-  stack = await testStack({ requestBudgetMs: 3000 });
+  stack = await testStack();
   const r = await call(stack, 'POST', '/keys', { body: { keyId: 'example', secretHex: EXAMPLE, policy: { serverSideCombine: true } } });
   expect(r.status).toBe(201);
 }, 180_000);
@@ -109,7 +110,8 @@ describe('fault tolerance', () => {
   it('with fewer than t healthy nodes answers 503, names every failure and releases nothing', async () => {
     await stack.setNode('node1', { kind: 'down' });
     await stack.setNode('node3', { kind: 'slow', delayMs: 4000 });
-    const r = await reconstruct();
+    // A caller with a 2 s deadline: node3 cannot answer within it.
+    const r = await call(stack, 'POST', '/keys/example/reconstruct', { headers: { [BUDGET_HEADER]: '2000' } });
     expect(r.status).toBe(503);
     expect(r.body.error.code).toBe('quorum_not_reached');
     expect(statusOf(r.body, 'node1')).toBe('unreachable');

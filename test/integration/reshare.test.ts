@@ -22,7 +22,7 @@ beforeAll(async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-5-'));
   const configFile = path.join(dir, 'five.json');
   writeFileSync(configFile, JSON.stringify({ threshold: 3, nodes: NODES.map((id) => ({ id })) }));
-  stack = await testStack({ configFile, requestBudgetMs: 3000 });
+  stack = await testStack({ configFile });
 }, 180_000);
 
 afterAll(async () => {

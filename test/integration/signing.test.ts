@@ -22,7 +22,7 @@ import { withClientRequest } from '../../lib/coordinator/client-context';
 let stack: LocalStack;
 
 beforeAll(async () => {
-  stack = await testStack({ requestBudgetMs: 3000 });
+  stack = await testStack();
 }, 180_000);
 
 afterAll(async () => {
