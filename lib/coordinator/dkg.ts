@@ -115,12 +115,10 @@ export class Dkg {
     // The nodes that may hold this create's claim (known after round 1): an abort releases it there.
     let claimed: NodeEndpoint[] = [];
     const abort = async (message: string, culprits: Culprit[]): Promise<never> => {
-      // Per node: drop the session, then let go of the id and remove anything committed.
+      // On each node at once: drop the session, and let go of the id (removing anything
+      // committed). Either order is safe: a commit checks that its claim still stands.
       await Promise.all(
-        claimed.map(async (n) => {
-          await this.quietly(n, '/dkg/abort', { sessionId, reason: message.slice(0, 200) });
-          await this.quietly(n, '/fragment', undefined, { keyId, version: '1' });
-        }),
+        claimed.flatMap((n) => [this.quietly(n, '/dkg/abort', { sessionId, reason: message.slice(0, 200) }), this.quietly(n, '/fragment', undefined, { keyId, version: '1' })]),
       );
       const rolledBack = claimed.map((n) => n.id);
       await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.abort', keyId, outcome: 'failure', details: { sessionId, reason: message, culprits, nodes: reports, rolledBack } }).catch(() => undefined);

@@ -217,13 +217,19 @@ export class NodeDkg {
     }
     // A run whose claim was released (its own rollback) or taken over (its client's retry,
     // once this run was presumed dead) stores nothing: the id is no longer its to fill.
-    if (s.claim !== undefined && (await this.node.controlStamp(s.keyId)) !== s.claim) {
-      await this.abortWith(req.sessionId, s.keyId, new KeyBeingCreatedError(s.keyId, 1));
-    }
+    const claimStands = async () => s.claim === undefined || (await this.node.controlStamp(s.keyId)) === s.claim;
+    const lost = () => this.abortWith(req.sessionId, s.keyId, new KeyBeingCreatedError(s.keyId, 1));
+    if (!(await claimStands())) await lost();
     const d: KeyDescriptor = { keyId: s.keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt: s.createdAt, publicPackage: r.publicPackage, participants: s.participants };
     const share = fromHex(r.signingShare);
     try {
       const out = await this.node.storeShare(d, share, 'coordinator');
+      // Checked again once stored: a rollback that released the claim while this share was
+      // being written found nothing to delete, so the share is taken back here.
+      if (!(await claimStands())) {
+        await this.node.deleteVersion(s.keyId, 1, 'coordinator').catch(() => undefined);
+        await lost();
+      }
       await this.vault.drop(KIND, req.sessionId);
       return out;
     } finally {

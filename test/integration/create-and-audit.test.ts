@@ -161,6 +161,29 @@ describe('a claim nobody could roll back', () => {
     expect((await post('/keys', { keyId, type: 'ed25519' }, bob)).code).toBe('key_exists');
   }, 120_000);
 
+  it('a DKG run whose claim was released stores nothing at commit', async () => {
+    // A coordinator that runs a DKG by hand and releases node3's claim before the commit (as a rollback would).
+    const keyId = 'late-commit';
+    const env = clientEnvelope(stack.admin, 'POST', '/keys', { keyId, type: 'ed25519' });
+    const sessionId = randomUUID();
+    const participants = NODES.map((id, i) => ({ nodeId: id, identifier: identifierFor(i + 1) }));
+    const all = async (path: string, body: (id: string) => unknown) => {
+      const rs = await Promise.all(NODES.map((id) => asCoordinator(id, 'POST', path, env, { body: body(id) })));
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+      return rs.map((r) => r.body as any);
+    };
+    const r1 = await all('/dkg/round1', () => ({ sessionId, keyId, threshold: 2, participants, createdAt: new Date().toISOString() }));
+    const round1 = r1.map((a) => ({ nodeId: a.nodeId, package: a.package, signature: a.signature }));
+    const confirmations = (await all('/dkg/confirm', () => ({ sessionId, round1 }))).map((a) => ({ nodeId: a.nodeId, digest: a.digest, signature: a.signature }));
+    const r2 = await all('/dkg/round2', () => ({ sessionId, confirmations }));
+    const r3 = await all('/dkg/round3', (to) => ({ sessionId, shares: Object.fromEntries(r2.filter((a) => a.nodeId !== to).map((a) => [a.nodeId, a.shares[to]])) }));
+    const released = await asCoordinator('node3', 'DELETE', '/fragment', env, { query: { keyId, version: '1' } });
+    expect(released).toMatchObject({ status: 404, code: 'key_not_found' });
+    const commit = await asCoordinator('node3', 'POST', '/dkg/commit', env, { body: { sessionId, publicPackageDigest: r3[2].publicPackageDigest } });
+    expect(commit).toMatchObject({ status: 409, code: 'key_being_created' });
+    await expect(readObject(stack, 'node3', `keys/${keyId}/v1.json`)).rejects.toThrow();
+  });
+
   it("a rollback is bound to the request that holds the claim, and never deletes an existing key's fragments", async () => {
     expect((await post('/keys', { keyId: 'kept', secretHex: 'c0ffee' })).status).toBe(201);
     const rollback = (env: ReturnType<typeof clientEnvelope>) => asCoordinator('node1', 'DELETE', '/fragment', env, { query: { keyId: 'kept', version: '1' } });
