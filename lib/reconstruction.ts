@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './crypto/hash.js';
 import { open } from './crypto/seal.js';
-import { combineShares, isValidShare, unwrapSecret, type Share } from './crypto/shares.js';
+import { combineShares, isValidShare, unwrapSecret, type Share, type ShareSuite } from './crypto/shares.js';
 import { wipe } from './encoding.js';
 import { deliveryAad, descriptorSchema, type KeyDescriptor } from './node/fragment.js';
 
@@ -45,8 +45,11 @@ export type FragmentCheck =
   | { ok: true; descriptor: KeyDescriptor; digest: string; share: Share }
   | { ok: false; status: 'error' | 'invalid_share'; error: string };
 
-/** Check one node's answer before use: its identity, that it opens for us, and the Feldman check. */
-export function checkFragment(answer: unknown, nodeId: string, identifier: string, keyId: string, recipientPrivate: Uint8Array): FragmentCheck {
+/**
+ * Check one node's answer before use: its identity, that it opens for us, and the Feldman
+ * check, with `suite` (the libsodium-backed suite where the caller has loaded it; noble's otherwise).
+ */
+export function checkFragment(answer: unknown, nodeId: string, identifier: string, keyId: string, recipientPrivate: Uint8Array, suite?: ShareSuite): FragmentCheck {
   const p = fragmentAnswerSchema.safeParse(answer);
   if (!p.success) return { ok: false, status: 'error', error: 'malformed fragment answer' };
   const f = p.data;
@@ -60,7 +63,7 @@ export function checkFragment(answer: unknown, nodeId: string, identifier: strin
   } catch {
     return { ok: false, status: 'invalid_share', error: 'sealed share does not open' };
   }
-  if (!isValidShare(d.publicPackage, { identifier, signingShare })) {
+  if (!isValidShare(d.publicPackage, { identifier, signingShare }, suite)) {
     wipe(signingShare);
     return { ok: false, status: 'invalid_share', error: 'share fails the commitment check (tampered)' };
   }

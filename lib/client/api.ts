@@ -110,7 +110,9 @@ export class FedkmsClient {
       // A 429 says "not now" (throttled at the door): retried as long as the deadline allows.
       // A 503 with Retry-After says the nodes were overloaded: retried a few times only.
       const throttled = answer?.status === 429;
-      const overloaded = answer?.status === 503 && retryAfterS !== undefined && attempt < MAX_OVERLOAD_ATTEMPTS;
+      // So does a create that found its id claimed by another create (409 key_being_created): nothing was done.
+      const waitable = (answer?.status === 503 || (answer?.status === 409 && (answer.body as any)?.error?.code === 'key_being_created')) && retryAfterS !== undefined;
+      const overloaded = waitable && attempt < MAX_OVERLOAD_ATTEMPTS;
       const canRetry = retry && (throttled || overloaded || (lost?.reason === 'unreachable' && idempotent && attempt < MAX_OVERLOAD_ATTEMPTS));
       const waitMs = backoffMs(attempt - 1, retryAfterS);
       // Never start an attempt that has too little time left to finish: return the answer in hand.

@@ -11,6 +11,7 @@ import { verifyStatement } from '../crypto/identity.js';
 import type { Share } from '../crypto/shares.js';
 import type { KeyDescriptor } from '../node/fragment.js';
 import type { ApiAnswer, FedkmsClient } from './api.js';
+import { signingSuite } from '../crypto/suite.js';
 
 export interface Recipient {
   publicKey: Uint8Array;
@@ -34,6 +35,8 @@ export async function reconstructEndToEnd(
   } = {},
 ): Promise<EndToEndResult> {
   const recipient = opts.recipient ?? generateX25519();
+  // Shares are checked with the libsodium-backed suite (same verdicts as noble's, far less CPU).
+  const suite = await signingSuite();
   const rejected: { nodeId: string; reason: string }[] = [];
   try {
     for (let round = 0; round < (opts.maxRounds ?? 3); round++) {
@@ -52,7 +55,7 @@ export async function reconstructEndToEnd(
           rejected.push({ nodeId: String(f.nodeId), reason: 'fragment not signed by that node for this request' });
           continue;
         }
-        const c = checkFragment(f, f.nodeId, f.identifier, keyId, recipient.privateKey);
+        const c = checkFragment(f, f.nodeId, f.identifier, keyId, recipient.privateKey, suite);
         if (c.ok) good.push({ d: c.descriptor, share: c.share, nodeId: f.nodeId });
         else rejected.push({ nodeId: String(f.nodeId), reason: c.error });
       }

@@ -26,6 +26,7 @@ import { gather, markDissenters, quorumFailure, type NodeReport, type Verdict } 
 import { Reshare, type reshareSchema } from './reshare.js';
 import { Signing, digestMessage } from './signing.js';
 import { canaryMessage } from '../crypto/sign-message.js';
+import { signingSuite } from '../crypto/suite.js';
 
 export const createKeySchema = z
   .object({
@@ -297,13 +298,14 @@ export class Coordinator {
     if (input.exclude) throw new BadRequestError('invalid_request', 'exclude applies to end-to-end reconstruction');
     const eph = generateX25519();
     const recipient = toB64(eph.publicKey);
+    const suite = await signingSuite();
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,
       initial: this.deps.threshold,
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/fragment', query: { keyId, recipient, ...(input.version ? { version: String(input.version) } : {}) } }, signal),
       judge: (n, a): Verdict<{ d: KeyDescriptor; share: Share }> => {
-        const c = checkFragment(a, n.id, identifierFor(n.index), keyId, eph.privateKey);
+        const c = checkFragment(a, n.id, identifierFor(n.index), keyId, eph.privateKey, suite);
         return c.ok ? { ok: true, group: c.digest, need: c.descriptor.publicPackage.threshold, value: { d: c.descriptor, share: c.share } } : c;
       },
     });

@@ -87,11 +87,18 @@ export function dealKey(opts: { keyId: string; threshold: number; identifiers: s
   }
 }
 
-/** Feldman check of one share against the public commitments. Never throws. */
-export function isValidShare(pub: PublicPackage, share: Share): boolean {
+/** What the Feldman check needs of a FROST suite. */
+export type ShareSuite = Pick<typeof frost, 'validateSecret'>;
+
+/**
+ * Feldman check of one share against the public commitments. Never throws. `suite`: noble's
+ * stock FROST by default; the signing paths pass the libsodium-backed one (lib/crypto/suite.ts),
+ * same protocol code and verdicts, about 20x less CPU per check.
+ */
+export function isValidShare(pub: PublicPackage, share: Share, suite: ShareSuite = frost): boolean {
   try {
     if (share.signingShare.length !== 32 || !(share.identifier in pub.verifyingShares)) return false;
-    frost.validateSecret({ identifier: share.identifier, signingShare: share.signingShare }, toNoble(pub));
+    suite.validateSecret({ identifier: share.identifier, signingShare: share.signingShare }, toNoble(pub));
     return true;
   } catch {
     return false;

@@ -11,7 +11,7 @@ import { fromB64, fromHex } from '../encoding.js';
 import { ConflictError, ForbiddenError, KeyBeingCreatedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
 import { assertUsable, KeyGoneError, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
-import { requestMark, requireClientRoute, type AccessDeps, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
+import { requestMark, requireClientRoute, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
 
 const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62})/${action}$`);
 const SIGN = keyRoute('sign');
@@ -76,12 +76,9 @@ export class ClientGate {
   constructor(
     private readonly access: NodeAccess,
     private readonly latestVersion: (keyId: string) => Promise<number | undefined>,
-    opts: GateOptions = {},
+    opts: GateOptions & { claims: ClaimStore },
   ) {
-    // The node's runtime builds the gate with its access only; the replay table and node id
-    // that access already holds are the right place for claims, so they are borrowed from it.
-    const deps = (access as unknown as { deps: AccessDeps }).deps;
-    this.claims = opts.claims ?? { scope: deps.nodeId, guard: deps.replay };
+    this.claims = opts.claims;
     this.now = opts.now ?? Date.now;
   }
 

@@ -43,7 +43,7 @@ function buildNodeRuntime(env: NodeJS.ProcessEnv) {
   const signing = new NodeSigning(identity, service, vault, audit, replay);
   const reshare = new NodeReshare({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
   const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: cfg.NODE_WRAP_KEY, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
-  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1));
+  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: cfg.NODE_ID, guard: replay } });
   const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);
   const prefix = `/nodes/${cfg.NODE_ID}`;
   /** The node-relative path: the same whether the node sits under a shared API or its own. */

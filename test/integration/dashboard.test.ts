@@ -104,7 +104,8 @@ describe('dashboard in a real browser', () => {
     // The example key still works with node3 down; db-master no longer does.
     const ok = await call(stack, 'POST', '/keys/example/reconstruct');
     expect(ok.status).toBe(200);
-    expect(statusOf(ok.body, 'node3')).toBe('unreachable');
+    // Asked among the first t (named unreachable), or never asked at all (not needed).
+    expect(['unreachable', 'cancelled']).toContain(statusOf(ok.body, 'node3'));
     const refused = await call(stack, 'POST', '/keys/db-master/reconstruct');
     expect(refused.status).toBe(503);
     expect(statusOf(refused.body, 'node2')).toBe('corrupted');

@@ -73,7 +73,7 @@ function makeNode(i: number, replay: MemoryReplay) {
   const wrapKey = new Uint8Array(32).fill(i);
   const access = new NodeAccess({ nodeId: id, wrapKey, store, replay, maxSkewS: 60 });
   const service = new NodeService({ nodeId: id, identifier: identifierFor(i), wrapKey, x25519Private: x.privateKey, version: 'test' }, { store, audit });
-  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { now: clock.now });
+  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { now: clock.now, claims: { scope: id, guard: replay } });
   const endpoint: NodeEndpoint = { id, index: i, url: `http://fake/${id}`, x25519Public: toB64(x.publicKey), signingPublic: '' };
   return { id, endpoint, store, audit, access, service, gate, down: false, downFor: new Set<string>() };
 }

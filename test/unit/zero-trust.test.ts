@@ -634,7 +634,7 @@ describe('ClientGate.fragment', () => {
     await register(n.access, alice, []);
     await register(n.access, bob, ['approver']);
     await n.access.putControl(n.access.newControl('k1', 'alice', policy, 'active'));
-    const gate = new ClientGate(n.access, async () => versions.at(-1));
+    const gate = new ClientGate(n.access, async () => versions.at(-1), { claims: { scope: 'node1', guard: n.replay } });
     return { ...n, gate };
   }
   const reconstruct = (body: unknown, path = '/keys/k1/reconstruct', method = 'POST', id = alice, approvals?: ClientEnvelope['approvals']) =>
@@ -699,7 +699,7 @@ describe('ClientGate.create', () => {
     const n = node();
     await register(n.access, carl, ['key-creator']);
     await register(n.access, bob, ['approver']);
-    const gate = new ClientGate(n.access, async (keyId) => versions[keyId]?.at(-1));
+    const gate = new ClientGate(n.access, async (keyId) => versions[keyId]?.at(-1), { claims: { scope: 'node1', guard: n.replay } });
     return { ...n, gate };
   }
   const createReq = (id: Identity, body: Record<string, unknown>) => envelope(id, { method: 'POST', path: '/keys', body });
@@ -761,7 +761,7 @@ describe('ClientGate.create', () => {
   it('refuses to take over an id another request is creating right now', async () => {
     const { gate, access } = await setup();
     await access.putControl({ ...access.newControl('k5', 'alice', undefined, 'active'), createRequest: 'alice:in-flight-request-01' });
-    expect(await code(() => gate.create(createReq(carl, { keyId: 'k5', type: 'secret' }), 'k5', 'secret', 'PUT /fragment'))).toBe('key_exists');
+    expect(await code(() => gate.create(createReq(carl, { keyId: 'k5', type: 'secret' }), 'k5', 'secret', 'PUT /fragment'))).toBe('key_being_created');
     expect((await access.control('k5'))!.owner).toBe('alice');
   });
 
