@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { combineShares, dealKey, identifierFor, isValidShare, unwrapSecret, CombineError, type Share } from '../../lib/crypto/shares';
 import { ed25519_FROST } from '@noble/curves/ed25519.js';
+import { fastFrost } from '../../lib/crypto/fast-frost';
 
 const subsets = <T>(xs: T[], k: number): T[][] =>
   k === 0 ? [[]] : xs.flatMap((x, i) => subsets(xs.slice(i + 1), k - 1).map((s) => [x, ...s]));
@@ -58,5 +59,22 @@ describe('verifiable threshold shares', () => {
     const dealt = dealKey({ keyId: 'k', threshold: 2, identifiers: ids, secret: Uint8Array.from([5]) });
     const s = combineShares(dealt.publicPackage, dealt.shares);
     expect(() => unwrapSecret('other', s, dealt.wrapped)).toThrow();
+  });
+});
+
+describe('the Feldman check through the libsodium-backed suite', () => {
+  it('gives the stock verdict on honest shares, shares of another node, flipped bits and zero', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 4 }), fc.integer({ min: 0, max: 255 }), (t, bit) => {
+        const ids = Array.from({ length: t + 1 }, (_, i) => identifierFor(i + 1));
+        const d = dealKey({ keyId: 'k', threshold: t, identifiers: ids, secret: new Uint8Array([1, 2, 3]) });
+        const flipped = copy(d.shares[0]!);
+        flipped.signingShare[bit % 32]! ^= 1 << (bit % 8);
+        const cases: Share[] = [...d.shares, { identifier: d.shares[0]!.identifier, signingShare: d.shares[1]!.signingShare }, flipped, { identifier: d.shares[0]!.identifier, signingShare: new Uint8Array(32) }];
+        for (const s of cases) expect(isValidShare(d.publicPackage, s, fastFrost)).toBe(isValidShare(d.publicPackage, s));
+        expect(d.shares.every((s) => isValidShare(d.publicPackage, s, fastFrost))).toBe(true);
+      }),
+      { numRuns: 25 },
+    );
   });
 });
