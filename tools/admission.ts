@@ -137,7 +137,8 @@ export function forward(req: http.IncomingMessage, res: http.ServerResponse, tar
   const done = once(opts.onDone);
   const headers: http.OutgoingHttpHeaders = { ...req.headers, host: new URL(target).host };
   if (opts.body) headers['content-length'] = String(opts.body.length);
-  if (opts.rewrite) headers['accept-encoding'] = 'identity';
+  // API Gateway HTTP APIs do not compress; sls offline would, and every hop would pay gzip both ways.
+  headers['accept-encoding'] = 'identity';
   const upstream = http.request(target, { method: req.method, headers }, (r) => {
     const chunks: Buffer[] = [];
     r.on('data', (c: Buffer) => chunks.push(c));

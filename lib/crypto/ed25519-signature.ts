@@ -25,10 +25,22 @@ function publicKeyObject(raw: Uint8Array): KeyObject {
   return k;
 }
 
+/**
+ * Imported private keys, by the very array that holds the seed (not by its value, so no
+ * secret becomes a map key): importing costs ~15 times the signature itself, and the keys
+ * that sign (the coordinator's, a node's, a client's) are long-lived arrays a warm instance
+ * reuses. An entry goes when its array is collected.
+ */
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+
 /** Sign with a 32-byte Ed25519 secret key (the RFC 8032 seed, as noble's `ed25519.sign` takes it). */
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
   if (secretKey.length !== 32) throw new Error('Ed25519 secret key must be 32 bytes');
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+  let key = privateKeys.get(secretKey);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+    privateKeys.set(secretKey, key);
+  }
   return new Uint8Array(sign(null, message, key));
 }
 

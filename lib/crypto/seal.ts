@@ -3,7 +3,7 @@
  * Used to hand a share to exactly one recipient (a client or a node), so relays,
  * API Gateway and logs only ever see ciphertext.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { BadRequestError } from '../errors.js';
 import { fromB64, toB64 } from '../encoding.js';
 import { aesGcmOpen, aesGcmSeal, hkdf, type AeadBox } from './aead.js';
@@ -31,8 +31,7 @@ export function generateX25519(): X25519KeyPair {
 }
 
 export function x25519PublicFromPrivate(priv: Uint8Array): Uint8Array {
-  const key = createPublicKey(privKeyObject(priv));
-  return new Uint8Array(key.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length));
+  return imported(priv).publicKey;
 }
 
 /** Parse a recipient key given as base64; the caller's input, so errors are 400s. */
@@ -53,8 +52,24 @@ export function parseX25519Public(b64: string, field = 'recipient'): Uint8Array 
 
 const PROBE_KEY = generateKeyPairSync('x25519').privateKey;
 
-const privKeyObject = (raw: Uint8Array) =>
-  createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+/**
+ * A private key imported once per array (not per value: no secret becomes a map key), with
+ * its public key: an X25519 import costs more than the exchange itself, and a warm instance
+ * opens with the same long-lived key again and again. Callers wipe an ephemeral key's array
+ * after its last use; the entry goes when the array is collected.
+ */
+const importedKeys = new WeakMap<Uint8Array, { key: KeyObject; publicKey: Uint8Array }>();
+
+function imported(raw: Uint8Array): { key: KeyObject; publicKey: Uint8Array } {
+  let k = importedKeys.get(raw);
+  if (!k) {
+    const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+    const publicKey = new Uint8Array(createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length));
+    k = { key, publicKey };
+    importedKeys.set(raw, k);
+  }
+  return k;
+}
 const pubKeyObject = (raw: Uint8Array) =>
   createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
 
@@ -64,27 +79,28 @@ function deriveKey(shared: Uint8Array, epk: Uint8Array, recipient: Uint8Array): 
   return hkdf(shared, Buffer.concat([epk, recipient]), INFO);
 }
 
-function agree(priv: Uint8Array, pub: Uint8Array): Uint8Array {
+function agree(priv: KeyObject, pub: Uint8Array): Uint8Array {
   try {
-    return new Uint8Array(diffieHellman({ privateKey: privKeyObject(priv), publicKey: pubKeyObject(pub) }));
+    return new Uint8Array(diffieHellman({ privateKey: priv, publicKey: pubKeyObject(pub) }));
   } catch {
     throw new BadRequestError('invalid_recipient', 'recipient is not a usable X25519 public key');
   }
 }
 
 export function seal(recipient: Uint8Array, plaintext: Uint8Array, aad: string): SealedBox {
-  const eph = generateX25519();
-  const key = deriveKey(agree(eph.privateKey, recipient), eph.publicKey, recipient);
-  eph.privateKey.fill(0);
+  // The ephemeral key never leaves OpenSSL: no raw copy to export, re-import and wipe.
+  const eph = generateKeyPairSync('x25519');
+  const ephPublic = new Uint8Array(eph.publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length));
+  const key = deriveKey(agree(eph.privateKey, recipient), ephPublic, recipient);
   const box = aesGcmSeal(key, plaintext, aad);
   key.fill(0);
-  return { epk: toB64(eph.publicKey), ...box };
+  return { epk: toB64(ephPublic), ...box };
 }
 
 export function open(recipientPrivate: Uint8Array, box: SealedBox, aad: string): Uint8Array {
-  const recipient = x25519PublicFromPrivate(recipientPrivate);
+  const me = imported(recipientPrivate);
   const epk = fromB64(box.epk, 'epk');
-  const key = deriveKey(agree(recipientPrivate, epk), epk, recipient);
+  const key = deriveKey(agree(me.key, epk), epk, me.publicKey);
   try {
     return aesGcmOpen(key, box, aad);
   } finally {
