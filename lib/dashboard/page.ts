@@ -82,7 +82,9 @@ const SCRIPT = `
         el('td', { class: 'num' }, [k.version !== undefined ? 'v' + k.version : '']),
         el('td', {}, [k.state || (k.error ? k.error.replace(/_/g, ' ') : '')]),
         el('td', {}, k.nodes.map(chip)),
-        el('td', { class: 'num margin ' + (m <= 0 ? 'bad' : m === 1 ? 'warn' : 'ok'), 'data-margin': m, title: m < 0 ? 'unusable: fewer than t valid fragments' : m === 0 ? 'one more failure makes this key unusable' : '' }, [m < 0 ? m + ' (unusable)' : m]),
+        k.usable === null
+          ? el('td', { class: 'num margin warn', 'data-margin': 'unknown', title: 'nodes that were busy or slow could still make the quorum' }, ['unknown: ' + k.silent + (k.silent === 1 ? ' node' : ' nodes') + ' did not answer'])
+          : el('td', { class: 'num margin ' + (m <= 0 ? 'bad' : m === 1 ? 'warn' : 'ok'), 'data-margin': m, title: m < 0 ? 'unusable: fewer than t valid fragments' : m === 0 ? 'one more failure makes this key unusable' : '' }, [(m < 0 ? m + ' (unusable)' : String(m)) + (k.silent ? ' (' + k.silent + ' did not answer)' : '')]),
       ]);
     }, 7);
     rows('events', s.events, 'no operations yet', function (e) {

@@ -66,10 +66,17 @@ export interface KeyView {
   groupPublicKey?: string;
   available: number;
   quorumMargin: number;
-  usable: boolean;
+  /** null: unknown, because nodes that did not answer in time (busy or slow) could make the quorum. */
+  usable: boolean | null;
+  /** Nodes that did not answer in time (busy or slow): their fragments are neither counted nor written off. */
+  silent: number;
   nodes: { nodeId: string; status: string }[];
   error?: string;
 }
+
+/** No answer in time is not a verdict on a node's fragment: load, not loss. */
+const SILENT = new Set(['timeout', 'busy']);
+const silentOf = (nodes: { status: string }[]) => nodes.filter((n) => SILENT.has(n.status)).length;
 
 export interface EventView {
   time: string;
@@ -248,19 +255,23 @@ async function keyView(f: FederationReader, keyId: string, threshold: number, to
       available: d.availability.available,
       quorumMargin: d.availability.quorumMargin,
       usable: d.availability.quorumMargin >= 0,
+      silent: silentOf(d.nodes),
       nodes: d.nodes.map((n) => ({ nodeId: n.nodeId, status: n.status })),
     };
   } catch (e) {
     if (e instanceof FedkmsError && e.code === 'key_not_found') return undefined;
     const nodes = e instanceof FedkmsError ? reportsOf(e.details) : [];
     const available = nodes.filter((n) => n.status === 'valid').length;
+    const silent = silentOf(nodes);
     return {
       keyId,
       threshold,
       total,
       available,
       quorumMargin: available - threshold,
-      usable: false,
+      // Short of a quorum only because some nodes were slow or busy: unknown, not unusable.
+      usable: available + silent >= threshold ? null : false,
+      silent,
       nodes: nodes.map((n) => ({ nodeId: n.nodeId, status: n.status })),
       error: e instanceof FedkmsError ? e.code : 'internal_error',
     };

@@ -367,7 +367,7 @@ describe('looking is not an operation', () => {
   });
 
   it('findings: a changed status against the last record of its node and key, unreachable nodes ignored', () => {
-    const key = (statuses: Record<string, string>): KeyView => ({ keyId: 'k', threshold: 2, total: 3, version: 1, available: 2, quorumMargin: 0, usable: true, nodes: Object.entries(statuses).map(([nodeId, status]) => ({ nodeId, status })) });
+    const key = (statuses: Record<string, string>): KeyView => ({ keyId: 'k', threshold: 2, total: 3, version: 1, available: 2, quorumMargin: 0, usable: true, silent: 0, nodes: Object.entries(statuses).map(([nodeId, status]) => ({ nodeId, status })) });
     const rec = (status: string, time: string, seq = 1): AuditRecord => ({ stream: 'reconstruct#i', seq, time, prevHash: '', hash: `h${seq}`, actor: 'signer:dashboard', action: FINDING_ACTION, keyId: 'k', outcome: 'failure', details: { nodeId: 'node2', status } });
     expect(changedFindings([key({ node1: 'valid', node2: 'corrupted', node3: 'timeout' })], [])).toEqual([{ finding: { nodeId: 'node2', keyId: 'k', status: 'corrupted', version: 1 } }]);
     const last = rec('corrupted', '2026-01-01T00:00:02Z', 2);

@@ -1,7 +1,8 @@
 /** The dashboard's pure parts (security log, events, sign-in), its signed link to the coordinator, and correlation ids. */
 import { nextRecord } from '../../lib/audit/chain';
 import { presentedCredential, requireViewer } from '../../lib/dashboard/auth';
-import { eventsOf, securityOf } from '../../lib/dashboard/state';
+import { dashboardState, eventsOf, securityOf } from '../../lib/dashboard/state';
+import { QuorumError } from '../../lib/errors';
 import { SCRIPT_HASH, renderPage } from '../../lib/dashboard/page';
 import { DashboardFeed } from '../../lib/coordinator/dashboard-feed';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
@@ -165,5 +166,32 @@ describe('correlation ids', () => {
     expect(correlationIdFor('bad id"}\n', 'fallback-0001')).toBe('fallback-0001');
     expect(isValidCorrelationId(correlationIdFor('x'))).toBe(true);
     expect(isValidCorrelationId('a'.repeat(129))).toBe(false);
+  });
+});
+
+describe('dashboard key availability under load', () => {
+  const nodes = ['node1', 'node2', 'node3'];
+  const deps = (describeKey: () => Promise<never>) => ({
+    federation: {
+      status: async () => ({ threshold: 2, total: 3, nodesUp: 3, quorum: true, nodes: nodes.map((nodeId) => ({ nodeId, status: 'valid', healthy: true })) }),
+      listKeys: async () => ({ keys: [{ keyId: 'k', latestVersion: 1, heldBy: nodes }], nodes: [] }),
+      describeKey,
+    },
+    audit: { readBounded: async () => ({ records: [], complete: true }) },
+    threshold: 2,
+    nodeIds: nodes,
+  });
+  const failing = (statuses: string[]) => async (): Promise<never> => {
+    throw new QuorumError('no quorum', { nodes: statuses.map((status, i) => ({ nodeId: nodes[i]!, status })) });
+  };
+
+  it('says "unknown" when nodes that did not answer in time could still make the quorum', async () => {
+    const s = await dashboardState(deps(failing(['valid', 'timeout', 'busy'])));
+    expect(s.keys.items[0]).toMatchObject({ keyId: 'k', usable: null, silent: 2, available: 1 });
+  });
+
+  it('says "unusable" when the nodes that answered rule the quorum out', async () => {
+    const s = await dashboardState(deps(failing(['valid', 'corrupted', 'unreachable'])));
+    expect(s.keys.items[0]).toMatchObject({ keyId: 'k', usable: false, silent: 0 });
   });
 });
