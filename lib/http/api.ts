@@ -7,7 +7,7 @@
 import middy from '@middy/core';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import type { z } from 'zod';
+import type * as z from '../zod.js';
 import { BadRequestError, DeadlineExceededError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
 import { BUDGET_HEADER, requestDeadline, withDeadline, type Deadline } from '../deadline.js';
 import {
@@ -193,7 +193,7 @@ export function httpApi(opts: ApiOptions) {
 }
 
 /** Parse a body or a query against a schema; failures are 400 invalid_input. */
-export function parseInput<T extends z.ZodTypeAny>(schema: T, value: unknown): z.infer<T> {
+export function parseInput<T extends z.ZodMiniType>(schema: T, value: unknown): z.infer<T> {
   const r = schema.safeParse(value);
   if (!r.success) throw invalidInput(r.error);
   return r.data;
@@ -207,7 +207,8 @@ type SchemaError = { name: string; issues: { path: PropertyKey[]; message: strin
  * with zod, then loads none (bench/cold-start.ts).
  */
 const isSchemaError = (err: unknown): err is SchemaError =>
-  err instanceof Error && err.name === 'ZodError' && Array.isArray((err as Partial<SchemaError>).issues);
+  // zod/mini's errors are named '$ZodError' (classic zod's 'ZodError').
+  err instanceof Error && (err.name === '$ZodError' || err.name === 'ZodError') && Array.isArray((err as Partial<SchemaError>).issues);
 
 const invalidInput = (err: SchemaError) =>
   new BadRequestError('invalid_input', 'request does not match the schema', {
