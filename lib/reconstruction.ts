@@ -3,7 +3,7 @@
  * client (end to end, the default) and the coordinator (server-side mode, where a
  * key's policy allows it) run exactly the same checks.
  */
-import { z } from 'zod';
+import * as z from './zod.js';
 import { canonicalJson, sha256Hex } from './crypto/hash.js';
 import { open } from './crypto/seal.js';
 import { combineShares, isValidShare, unwrapSecret, type Share, type ShareSuite } from './crypto/shares.js';
@@ -14,11 +14,11 @@ export const fragmentAnswerSchema = z.object({
   nodeId: z.string(),
   identifier: z.string(),
   keyId: z.string(),
-  version: z.number().int(),
+  version: z.number().check(z.int()),
   descriptor: descriptorSchema,
-  sealedShare: z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict(),
+  sealedShare: z.strictObject({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }),
   /** The node's Ed25519 signature over `fragmentStatement` (its identity key). */
-  signature: z.string().max(100).optional(),
+  signature: z.optional(z.string().check(z.maxLength(100))),
 });
 export type FragmentAnswer = z.infer<typeof fragmentAnswerSchema>;
 

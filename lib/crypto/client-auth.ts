@@ -8,7 +8,7 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { ed25519Sign, ed25519Verify } from './ed25519-signature.js';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { fromB64, toB64url, utf8 } from '../encoding.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { canonicalJson, sha256Hex } from './hash.js';
@@ -66,21 +66,20 @@ export function verifyClientRequest(publicKey: Uint8Array, r: SignedClientReques
   }
 }
 
-const b64sig = z.string().max(100);
+const b64sig = z.string().check(z.maxLength(100));
 const envelopeSchema = z
-  .object({
-    client: z.string().regex(CLIENT_NAME),
-    method: z.string().regex(/^[A-Z]{3,7}$/),
-    path: z.string().max(512),
-    query: z.record(z.string().max(64), z.string().max(512)),
-    body: z.string().max(64 * 1024),
-    timestamp: z.string().regex(/^\d{10,13}$/),
-    requestId: z.string().regex(REQUEST_ID),
+  .strictObject({
+    client: z.string().check(z.regex(CLIENT_NAME)),
+    method: z.string().check(z.regex(/^[A-Z]{3,7}$/)),
+    path: z.string().check(z.maxLength(512)),
+    query: z.record(z.string().check(z.maxLength(64)), z.string().check(z.maxLength(512))),
+    body: z.string().check(z.maxLength(64 * 1024)),
+    timestamp: z.string().check(z.regex(/^\d{10,13}$/)),
+    requestId: z.string().check(z.regex(REQUEST_ID)),
     signature: b64sig,
     /** Approvals of this request (reconstruction); each one is self-authenticating. */
-    approvals: z.array(z.object({ approver: z.string().regex(CLIENT_NAME), signature: b64sig }).strict()).max(16).optional(),
-  })
-  .strict();
+    approvals: z.optional(z.array(z.strictObject({ approver: z.string().check(z.regex(CLIENT_NAME)), signature: b64sig })).check(z.maxLength(16))),
+  });
 export type ClientEnvelope = z.infer<typeof envelopeSchema>;
 
 export const encodeEnvelope = (e: ClientEnvelope): string => toB64url(utf8(JSON.stringify(e)));

@@ -4,46 +4,46 @@
  * binds key id, version, node id and identifier, so a copied or swapped object does
  * not decrypt.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import type { AeadBox } from '../crypto/aead.js';
 import type { PublicPackage, WrappedSecret } from '../crypto/shares.js';
 
 export const FRAGMENT_FORMAT = 'fedkms.fragment.v1';
 
 const box = { iv: z.string(), ct: z.string(), tag: z.string() };
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 
-export const publicPackageSchema = z.object({
-  threshold: z.number().int().min(1).max(255),
-  total: z.number().int().min(1).max(255),
-  commitments: z.array(hex32).min(1).max(255),
+export const publicPackageSchema = z.strictObject({
+  threshold: z.number().check(z.int(), z.gte(1), z.lte(255)),
+  total: z.number().check(z.int(), z.gte(1), z.lte(255)),
+  commitments: z.array(hex32).check(z.minLength(1), z.maxLength(255)),
   verifyingShares: z.record(hex32, hex32),
-}).strict().refine((p) => p.threshold <= p.total && p.commitments.length === p.threshold && Object.keys(p.verifyingShares).length === p.total, {
+}).check(z.refine((p) => p.threshold <= p.total && p.commitments.length === p.threshold && Object.keys(p.verifyingShares).length === p.total, {
   message: 'inconsistent public package',
-});
+}));
 
-export const wrappedSecretSchema = z.object({
+export const wrappedSecretSchema = z.strictObject({
   alg: z.literal('HKDF-SHA256/A256GCM'),
   salt: z.string(),
-  length: z.number().int().min(1).max(4096),
+  length: z.number().check(z.int(), z.gte(1), z.lte(4096)),
   ...box,
-}).strict();
+});
 
-export const participantSchema = z.object({ nodeId: z.string(), identifier: hex32 }).strict();
+export const participantSchema = z.strictObject({ nodeId: z.string(), identifier: hex32 });
 
 /** Public description of one key version, identical on every node that holds it. */
-export const descriptorSchema = z.object({
+export const descriptorSchema = z.strictObject({
   keyId: z.string(),
-  version: z.number().int().min(1),
+  version: z.number().check(z.int(), z.gte(1)),
   /** `secret`: a wrapped user secret, reconstructable. `ed25519`: a signing key born by DKG, never reconstructable. */
   type: z.enum(['secret', 'ed25519']),
-  origin: z.enum(['import', 'generate', 'dkg']).optional(),
+  origin: z.optional(z.enum(['import', 'generate', 'dkg'])),
   state: z.enum(['active']),
   createdAt: z.string(),
   publicPackage: publicPackageSchema,
   participants: z.array(participantSchema),
-  wrapped: wrappedSecretSchema.optional(),
-}).strict();
+  wrapped: z.optional(wrappedSecretSchema),
+});
 
 export type KeyDescriptor = z.infer<typeof descriptorSchema>;
 
@@ -55,13 +55,13 @@ export interface FragmentObject {
   share: AeadBox;
 }
 
-export const fragmentObjectSchema = z.object({
+export const fragmentObjectSchema = z.strictObject({
   format: z.literal(FRAGMENT_FORMAT),
   nodeId: z.string(),
   identifier: hex32,
   descriptor: descriptorSchema,
-  share: z.object(box).strict(),
-}).strict();
+  share: z.strictObject(box),
+});
 
 export const shareAad = (keyId: string, version: number, nodeId: string, identifier: string) =>
   `fedkms/share/v1|${keyId}|${version}|${nodeId}|${identifier}`;
