@@ -27,7 +27,7 @@ import {
   type Policy,
   type Principal,
 } from '../access/policy.js';
-import { z } from 'zod';
+import * as z from '../zod.js';
 
 export interface KeyControl {
   keyId: string;
@@ -42,11 +42,10 @@ export interface KeyControl {
 }
 
 const controlSchema = z
-  .object({ keyId: z.string(), state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().int().min(1), owner: z.string(), updatedAt: z.string(), createRequest: z.string().optional() })
-  .strict();
+  .strictObject({ keyId: z.string(), state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().check(z.int(), z.gte(1)), owner: z.string(), updatedAt: z.string(), createRequest: z.optional(z.string()) });
 
 /** What dealers of a reshare vouch for about a key, so a node joining it inherits the same rules. */
-export const dealtControlSchema = z.object({ state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().int().min(1), owner: z.string() }).strict();
+export const dealtControlSchema = z.strictObject({ state: z.enum(KEY_STATES), policy: policySchema, policyVersion: z.number().check(z.int(), z.gte(1)), owner: z.string() });
 export type DealtControl = z.infer<typeof dealtControlSchema>;
 
 export interface AccessDeps {
@@ -77,7 +76,7 @@ export class NodeAccess {
 
   private aad = (kind: string, name: string) => `fedkms/${kind}/v1|${this.deps.nodeId}|${name}`;
 
-  private async readDoc<T>(kind: 'client' | 'control', name: string, schema: z.ZodType<T>): Promise<T | null> {
+  private async readDoc<T>(kind: 'client' | 'control', name: string, schema: z.ZodMiniType<T>): Promise<T | null> {
     const raw = await this.deps.store.getDoc(kind, name);
     if (raw === null) return null;
     try {

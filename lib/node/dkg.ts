@@ -12,7 +12,7 @@
  *           node computed the same public key package
  * Any failure deletes the session: no partially created key is ever stored.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { checkRound1Package, frost, isValidDkgShare, publicPackageToHex, round1FromHex, round1SetDigest, type Round1Hex } from '../crypto/frost.js';
 import { signStatement, verifyStatement } from '../crypto/identity.js';
@@ -27,30 +27,30 @@ import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
 const KIND = 'dkg';
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
-const sealed = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();
-const round1Hex = z.object({ identifier: hex32, commitment: z.array(hex32).min(1).max(255), proofOfKnowledge: z.string().regex(/^[0-9a-f]{128}$/) }).strict();
-const participant = z.object({ nodeId: z.string(), identifier: hex32 }).strict();
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const sealed = z.strictObject({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() });
+const round1Hex = z.strictObject({ identifier: hex32, commitment: z.array(hex32).check(z.minLength(1), z.maxLength(255)), proofOfKnowledge: z.string().check(z.regex(/^[0-9a-f]{128}$/)) });
+const participant = z.strictObject({ nodeId: z.string(), identifier: hex32 });
 
 export const dkgSchemas = {
-  round1: z.object({
-    sessionId: z.string().regex(SESSION_ID),
+  round1: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
     keyId: z.string(),
-    threshold: z.number().int().min(2).max(255),
-    participants: z.array(participant).min(2).max(255),
-    createdAt: z.string().datetime(),
-  }).strict(),
-  confirm: z.object({
-    sessionId: z.string().regex(SESSION_ID),
-    round1: z.array(z.object({ nodeId: z.string(), package: round1Hex, signature: z.string() }).strict()).min(2).max(255),
-  }).strict(),
-  round2: z.object({
-    sessionId: z.string().regex(SESSION_ID),
-    confirmations: z.array(z.object({ nodeId: z.string(), digest: hex32, signature: z.string() }).strict()).min(2).max(255),
-  }).strict(),
-  round3: z.object({ sessionId: z.string().regex(SESSION_ID), shares: z.record(z.string(), sealed) }).strict(),
-  commit: z.object({ sessionId: z.string().regex(SESSION_ID), publicPackageDigest: hex32 }).strict(),
-  abort: z.object({ sessionId: z.string().regex(SESSION_ID), reason: z.string().max(200) }).strict(),
+    threshold: z.number().check(z.int(), z.gte(2), z.lte(255)),
+    participants: z.array(participant).check(z.minLength(2), z.maxLength(255)),
+    createdAt: z.iso.datetime(),
+  }),
+  confirm: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
+    round1: z.array(z.strictObject({ nodeId: z.string(), package: round1Hex, signature: z.string() })).check(z.minLength(2), z.maxLength(255)),
+  }),
+  round2: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
+    confirmations: z.array(z.strictObject({ nodeId: z.string(), digest: hex32, signature: z.string() })).check(z.minLength(2), z.maxLength(255)),
+  }),
+  round3: z.strictObject({ sessionId: z.string().check(z.regex(SESSION_ID)), shares: z.record(z.string(), sealed) }),
+  commit: z.strictObject({ sessionId: z.string().check(z.regex(SESSION_ID)), publicPackageDigest: hex32 }),
+  abort: z.strictObject({ sessionId: z.string().check(z.regex(SESSION_ID)), reason: z.string().check(z.maxLength(200)) }),
 };
 
 interface DkgState {

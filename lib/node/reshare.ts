@@ -9,7 +9,7 @@
  *   commit   once the coordinator has seen every new node agree, store version v+1
  * The group public key never changes; old and new shares do not combine.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { evaluateCommitment, frost, lagrangeAtZero, publicOfScalar, scalarSum, scalePoint, sumCommitments, sumPoints, weightedShare } from '../crypto/frost.js';
 import { open, seal, type SealedBox } from '../crypto/seal.js';
@@ -25,28 +25,28 @@ import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
 const KIND = 'reshare';
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
-const sealed = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();
-const participant = z.object({ nodeId: z.string(), identifier: hex32 }).strict();
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const sealed = z.strictObject({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() });
+const participant = z.strictObject({ nodeId: z.string(), identifier: hex32 });
 
 export const reshareSchemas = {
-  deal: z.object({
-    sessionId: z.string().regex(SESSION_ID),
+  deal: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
     keyId: z.string(),
-    version: z.number().int().min(1),
-    dealers: z.array(hex32).min(1).max(255),
-    threshold: z.number().int().min(2).max(255),
-    participants: z.array(participant).min(2).max(255),
-  }).strict(),
-  receive: z.object({
-    sessionId: z.string().regex(SESSION_ID),
+    version: z.number().check(z.int(), z.gte(1)),
+    dealers: z.array(hex32).check(z.minLength(1), z.maxLength(255)),
+    threshold: z.number().check(z.int(), z.gte(2), z.lte(255)),
+    participants: z.array(participant).check(z.minLength(2), z.maxLength(255)),
+  }),
+  receive: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
     old: descriptorSchema,
-    threshold: z.number().int().min(2).max(255),
-    participants: z.array(participant).min(2).max(255),
-    createdAt: z.string().datetime(),
-    deals: z.array(z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32).min(1).max(255), sealedShare: sealed, control: dealtControlSchema, signature: z.string().max(100) }).strict()).min(1).max(255),
-  }).strict(),
-  commit: z.object({ sessionId: z.string().regex(SESSION_ID), publicPackage: publicPackageSchema }).strict(),
+    threshold: z.number().check(z.int(), z.gte(2), z.lte(255)),
+    participants: z.array(participant).check(z.minLength(2), z.maxLength(255)),
+    createdAt: z.iso.datetime(),
+    deals: z.array(z.strictObject({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32).check(z.minLength(1), z.maxLength(255)), sealedShare: sealed, control: dealtControlSchema, signature: z.string().check(z.maxLength(100)) })).check(z.minLength(1), z.maxLength(255)),
+  }),
+  commit: z.strictObject({ sessionId: z.string().check(z.regex(SESSION_ID)), publicPackage: publicPackageSchema }),
 };
 
 interface ReceiveState {

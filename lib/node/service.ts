@@ -3,7 +3,7 @@
  * and never lets it leave unsealed: shares go out only sealed to a requester's
  * X25519 key, and only after the access has been written to the audit chain.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { aesGcmOpen, aesGcmSeal } from '../crypto/aead.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { open, seal, type SealedBox } from '../crypto/seal.js';
@@ -42,12 +42,12 @@ const descriptorDigest = (d: KeyDescriptor) => sha256Hex(canonicalJson(d));
 export const atRestAad = (nodeId: string, identifier: string, d: KeyDescriptor) =>
   `${shareAad(d.keyId, d.version, nodeId, identifier)}|${descriptorDigest(d)}`;
 
-const sealedBoxSchema = z.object({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() }).strict();
-export const importRequestSchema = z.object({
-  identifier: z.string().regex(/^[0-9a-f]{64}$/),
+const sealedBoxSchema = z.strictObject({ epk: z.string(), iv: z.string(), ct: z.string(), tag: z.string() });
+export const importRequestSchema = z.strictObject({
+  identifier: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
   descriptor: descriptorSchema,
   sealedShare: sealedBoxSchema,
-}).strict();
+});
 export type ImportRequest = z.infer<typeof importRequestSchema>;
 
 export interface FragmentResponse {

@@ -7,7 +7,7 @@
  * A replayed or concurrent second round 2 for the same session finds the nonce
  * consumed and gets nothing, on any Lambda instance.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, commitmentToHex, frost, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
@@ -18,21 +18,21 @@ import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
 const KIND = 'sign';
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
-const commitmentHex = z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict();
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const commitmentHex = z.strictObject({ identifier: hex32, hiding: hex32, binding: hex32 });
 export const MAX_MESSAGE_BYTES = 32 * 1024;
 /** Pre-published nonces wait longer than a two-round session, but not forever. */
 export const POOL_TTL_S = 3600;
 
 export const signSchemas = {
-  commit: z.object({ sessionId: z.string().regex(SESSION_ID), keyId: z.string(), version: z.number().int().min(1).optional() }).strict(),
-  preprocess: z.object({ keyId: z.string(), sessionIds: z.array(z.string().regex(SESSION_ID)).min(1).max(50) }).strict(),
-  share: z.object({
-    sessionId: z.string().regex(SESSION_ID),
+  commit: z.strictObject({ sessionId: z.string().check(z.regex(SESSION_ID)), keyId: z.string(), version: z.optional(z.number().check(z.int(), z.gte(1))) }),
+  preprocess: z.strictObject({ keyId: z.string(), sessionIds: z.array(z.string().check(z.regex(SESSION_ID))).check(z.minLength(1), z.maxLength(50)) }),
+  share: z.strictObject({
+    sessionId: z.string().check(z.regex(SESSION_ID)),
     keyId: z.string(),
-    message: z.string().max(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4),
-    commitments: z.array(commitmentHex).min(1).max(255),
-  }).strict(),
+    message: z.string().check(z.maxLength(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4)),
+    commitments: z.array(commitmentHex).check(z.minLength(1), z.maxLength(255)),
+  }),
 };
 
 interface SignState {
