@@ -5,7 +5,7 @@
  * check that same request again before they release or change anything. The two
  * /federation routes serve the dashboard function, signed with its own key.
  */
-import { z } from 'zod';
+import * as z from '../lib/zod.js';
 import { coordinatorRuntime, type ClientCall } from '../lib/coordinator/runtime.js';
 import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from '../lib/coordinator/service.js';
 import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
@@ -16,7 +16,7 @@ import { parseKeyId } from '../lib/key-id.js';
 import { telemetry } from '../lib/observability.js';
 
 const obs = telemetry('fedkms-reconstruct');
-const approvalsQuery = z.object({ keyId: z.string() }).strict();
+const approvalsQuery = z.strictObject({ keyId: z.string() });
 
 type Runtime = ReturnType<typeof coordinatorRuntime>;
 

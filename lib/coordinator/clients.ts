@@ -11,11 +11,11 @@ import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { fromB64 } from '../encoding.js';
 import { UnauthorizedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import type { CoordinatorDeps } from './common.js';
 import { gather, isTransient, quorumFailure, type Verdict } from './fanout.js';
 
-const listSchema = z.object({ nodeId: z.string(), clients: z.array(clientRecordSchema).max(10_000) });
+const listSchema = z.object({ nodeId: z.string(), clients: z.array(clientRecordSchema).check(z.maxLength(10_000)) });
 const CACHE_MS = 10_000;
 /** How old a confirmed record may be and still stand in for nodes that are only overloaded. */
 const STALE_MS = 5 * 60_000;

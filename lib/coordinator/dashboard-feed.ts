@@ -4,7 +4,7 @@
  * and no node access: it signs these two calls with its own Ed25519 key, and this is the
  * only place that key is accepted (lib/access/service-auth.ts).
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { authenticateServiceRequest } from '../access/service-auth.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
@@ -25,13 +25,12 @@ export const DASHBOARD_SIGNER = 'dashboard';
 export const FINDING_WINDOW_MS = 10 * 60_000;
 
 export const refusalReportSchema = z
-  .object({
-    code: z.string().regex(/^[a-z_]{1,40}$/),
-    method: z.string().regex(/^[A-Z]{1,10}$/),
-    path: z.string().max(200),
-    sourceIp: z.string().max(64).optional(),
-  })
-  .strict();
+  .strictObject({
+    code: z.string().check(z.regex(/^[a-z_]{1,40}$/)),
+    method: z.string().check(z.regex(/^[A-Z]{1,10}$/)),
+    path: z.string().check(z.maxLength(200)),
+    sourceIp: z.optional(z.string().check(z.maxLength(64))),
+  });
 
 export interface DashboardFeedDeps {
   federation: FederationReader;

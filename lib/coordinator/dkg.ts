@@ -6,7 +6,7 @@
  * on any failure the run is aborted everywhere and the nodes at fault are named.
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { identifierFor, groupPublicKey, type PublicPackage } from '../crypto/shares.js';
 import { AuditUnavailableError, BadRequestError, ConflictError, KeyBeingCreatedError, ProtocolAbortedError, type Culprit, type FedkmsError } from '../errors.js';
 import type { KeyDescriptor } from '../node/fragment.js';
@@ -83,7 +83,7 @@ export class Dkg {
   }
 
   /** Call every node (or `only` these) with its own body; all must answer well, or the failures are returned. */
-  private async everyNode<T extends { nodeId: string }>(path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodType<T>, only?: NodeEndpoint[], retryAfterS?: Map<string, number>) {
+  private async everyNode<T extends { nodeId: string }>(path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodMiniType<T>, only?: NodeEndpoint[], retryAfterS?: Map<string, number>) {
     const nodes = only ?? this.deps.nodes;
     const result = await gather({
       nodes,

@@ -6,7 +6,7 @@
  * version v. On any failure before the canary, v+1 is removed and v stays in use.
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { evaluateCommitment } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor, type PublicPackage } from '../crypto/shares.js';
 import { AuditUnavailableError, BadRequestError, ProtocolAbortedError } from '../errors.js';
@@ -15,16 +15,15 @@ import type { NodeEndpoint } from '../runtime-config.js';
 import { AUDIT_STREAM, summarize, type CoordinatorDeps } from './common.js';
 import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
 
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 const dealAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), sealedShares: z.record(z.string(), z.unknown()), control: z.unknown(), signature: z.string() });
 const receiveAnswer = z.object({ nodeId: z.string(), identifier: hex32, commitments: z.array(hex32), commitmentsDigest: z.string(), verifyingShare: hex32 });
 
 export const reshareSchema = z
-  .object({
-    threshold: z.number().int().min(2).max(255).optional(),
-    nodes: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).min(2).max(255).optional(),
-  })
-  .strict();
+  .strictObject({
+    threshold: z.optional(z.number().check(z.int(), z.gte(2), z.lte(255))),
+    nodes: z.optional(z.array(z.string().check(z.regex(/^[a-z0-9-]{1,32}$/))).check(z.minLength(2), z.maxLength(255))),
+  });
 
 export interface ReshareHooks {
   describe(keyId: string): Promise<{ nodes: NodeReport[]; descriptor: KeyDescriptor }>;
@@ -39,7 +38,7 @@ export class Reshare {
     return Math.max(10_000, this.deps.timeoutMs * 3);
   }
 
-  private async each<T extends { nodeId: string }>(nodes: NodeEndpoint[], method: 'POST' | 'DELETE', path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodType<T>, query?: Record<string, string>) {
+  private async each<T extends { nodeId: string }>(nodes: NodeEndpoint[], method: 'POST' | 'DELETE', path: string, body: (n: NodeEndpoint) => unknown, schema: z.ZodMiniType<T>, query?: Record<string, string>) {
     const result = await gather({
       nodes,
       timeoutMs: this.timeoutMs,

@@ -6,7 +6,7 @@
  * verified as a plain Ed25519 signature before it is returned.
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
 import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
 import { commitmentFromHex, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
@@ -22,13 +22,13 @@ import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
 
 export { DIGEST_PREFIX, digestMessage } from '../crypto/sign-message.js';
 
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 const commitAnswer = z.object({
   nodeId: z.string(),
   identifier: hex32,
   keyId: z.string(),
-  version: z.number().int(),
-  commitment: z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict(),
+  version: z.number().check(z.int()),
+  commitment: z.strictObject({ identifier: hex32, hiding: hex32, binding: hex32 }),
   descriptor: descriptorSchema,
 });
 const shareAnswer = z.object({ nodeId: z.string(), identifier: hex32, share: hex32 });
@@ -47,9 +47,9 @@ const commitmentBatch = z.object({
   nodeId: z.string(),
   identifier: hex32,
   keyId: z.string(),
-  version: z.number().int(),
+  version: z.number().check(z.int()),
   descriptor: descriptorSchema,
-  commitments: z.array(z.object({ sessionId: z.string(), commitment: z.object({ identifier: hex32, hiding: hex32, binding: hex32 }).strict() })),
+  commitments: z.array(z.object({ sessionId: z.string(), commitment: z.strictObject({ identifier: hex32, hiding: hex32, binding: hex32 }) })),
 });
 
 export class Signing {
