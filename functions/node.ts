@@ -5,7 +5,7 @@
  * requires the client's own signed request, checked here by the node itself
  * (lib/node/gate.ts) against the policy stored with its own fragment.
  */
-import { z } from 'zod';
+import * as z from '../lib/zod.js';
 import { parseKeyId } from '../lib/key-id.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseX25519Public } from '../lib/crypto/seal.js';
@@ -17,11 +17,11 @@ import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
 
-const versionParam = z.coerce.number().int().min(1).max(1_000_000).optional();
-const fragmentQuery = z.object({ keyId: z.string(), recipient: z.string(), version: versionParam }).strict();
-const keyQuery = z.object({ keyId: z.string(), version: versionParam }).strict();
-const stateBody = transitionSchema.extend({ keyId: z.string() }).strict();
-const policyBody = z.object({ keyId: z.string(), policy: policySchema }).strict();
+const versionParam = z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(1_000_000)));
+const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(), version: versionParam });
+const keyQuery = z.strictObject({ keyId: z.string(), version: versionParam });
+const stateBody = z.extend(transitionSchema, { keyId: z.string() }); // strict, as transitionSchema is
+const policyBody = z.strictObject({ keyId: z.string(), policy: policySchema });
 
 type Runtime = ReturnType<typeof nodeRuntime>;
 const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
@@ -72,7 +72,7 @@ export const handler = httpApi({
       return { status: 201, body: await rt.service.importShare(body, g.actor) };
     }),
     'DELETE /fragment': authed(async (rt, req, _signer, client) => {
-      const q = parseInput(keyQuery.required({ version: true }), req.query);
+      const q = parseInput(z.required(keyQuery, { version: true }), req.query);
       const keyId = parseKeyId(q.keyId);
       const g = await rt.gate.deleteVersion(client, keyId, q.version!, await rt.service.versionsOf(keyId));
       return rt.service.deleteVersion(keyId, q.version!, g.actor);

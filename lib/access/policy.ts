@@ -2,7 +2,7 @@
  * Key policies, client records and key lifecycle. Pure: every node evaluates these
  * itself, against the policy stored with its own fragment.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { CLIENT_NAME } from '../crypto/client-auth.js';
 import { ConflictError, FedkmsError, ForbiddenError } from '../errors.js';
 
@@ -11,27 +11,26 @@ export type Operation = (typeof OPERATIONS)[number];
 
 const ROLE = /^[a-z][a-z0-9-]{0,31}$/;
 /** `client:<name>` or `role:<role>`. */
-const principal = z.string().max(80).refine((p) => (p.startsWith('client:') && CLIENT_NAME.test(p.slice(7))) || (p.startsWith('role:') && ROLE.test(p.slice(5))), {
+const principal = z.string().check(z.maxLength(80), z.refine((p) => (p.startsWith('client:') && CLIENT_NAME.test(p.slice(7))) || (p.startsWith('role:') && ROLE.test(p.slice(5))), {
   message: 'a principal is client:<name> or role:<role>',
-});
-const principals = z.array(principal).max(32);
+}));
+const principals = z.array(principal).check(z.maxLength(32));
 
 export const policySchema = z
-  .object({
+  .strictObject({
     sign: principals,
     reconstruct: principals,
     describe: principals,
     admin: principals,
     /** Reconstruction needs this many approvals by distinct approvers other than the requester. */
-    approvals: z.object({ required: z.number().int().min(0).max(10), approvers: principals }).strict(),
+    approvals: z.strictObject({ required: z.number().check(z.int(), z.gte(0), z.lte(10)), approvers: principals }),
     /** May the coordinator combine shares itself (the original example flow)? Off by default. */
     serverSideCombine: z.boolean(),
-  })
-  .strict();
+  });
 export type Policy = z.infer<typeof policySchema>;
 
 /** A policy as a client may give it on create or update: every field optional, defaults from the creator. */
-export const policyInputSchema = policySchema.partial().strict();
+export const policyInputSchema = z.partial(policySchema); // strict, as policySchema is
 export type PolicyInput = z.infer<typeof policyInputSchema>;
 
 export function defaultPolicy(creator: string, input: PolicyInput = {}): Policy {
@@ -46,15 +45,14 @@ export function defaultPolicy(creator: string, input: PolicyInput = {}): Policy 
   };
 }
 
-export const ROLES = z.array(z.string().regex(ROLE)).max(16);
+export const ROLES = z.array(z.string().check(z.regex(ROLE))).check(z.maxLength(16));
 export const clientRecordSchema = z
-  .object({
-    name: z.string().regex(CLIENT_NAME),
-    publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+  .strictObject({
+    name: z.string().check(z.regex(CLIENT_NAME)),
+    publicKey: z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/)),
     roles: ROLES,
     status: z.enum(['active', 'disabled']),
-  })
-  .strict();
+  });
 export type ClientRecord = z.infer<typeof clientRecordSchema>;
 
 export interface Principal {
@@ -107,4 +105,4 @@ export class KeyGoneError extends FedkmsError {
   }
 }
 
-export const transitionSchema = z.object({ state: z.enum(KEY_STATES), reason: z.string().max(200).optional() }).strict();
+export const transitionSchema = z.strictObject({ state: z.enum(KEY_STATES), reason: z.optional(z.string().check(z.maxLength(200))) });

@@ -4,7 +4,7 @@
  * coordinator only relays and collects: each node decides, from the client's own signed
  * request, whether to apply a change; each node re-checks every approval signature.
  */
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { clientRecordSchema, policySchema, transitionSchema, type Principal } from '../access/policy.js';
 import { approvalDigest, assertClientKey, verifyApproval, type Approval, type ApprovalRequest } from '../crypto/client-auth.js';
 import { parseX25519Public } from '../crypto/seal.js';
@@ -16,15 +16,15 @@ import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
 import { gather, quorumFailure, type NodeReport, type Verdict } from './fanout.js';
 import type { NodeRequest } from './node-client.js';
 
-export const registerClientSchema = clientRecordSchema.partial({ status: true }).strict();
-export const policyUpdateSchema = z.object({ policy: policySchema }).strict();
+export const registerClientSchema = z.partial(clientRecordSchema, { status: true }); // strict, as clientRecordSchema is
+export const policyUpdateSchema = z.strictObject({ policy: policySchema });
 export { transitionSchema };
 
 export const approvalInputSchema = z.union([
   // The requester opens a request: this key, sealed to this recipient, until then.
-  z.object({ keyId: z.string(), recipient: z.string().max(64), expiresAt: z.number().int().positive().optional(), version: z.number().int().min(1).optional() }).strict(),
+  z.strictObject({ keyId: z.string(), recipient: z.string().check(z.maxLength(64)), expiresAt: z.optional(z.number().check(z.int(), z.positive())), version: z.optional(z.number().check(z.int(), z.gte(1))) }),
   // An approver signs it.
-  z.object({ keyId: z.string(), digest: z.string().regex(/^[0-9a-f]{64}$/), signature: z.string().max(100) }).strict(),
+  z.strictObject({ keyId: z.string(), digest: z.string().check(z.regex(/^[0-9a-f]{64}$/)), signature: z.string().check(z.maxLength(100)) }),
 ]);
 
 const MAX_APPROVAL_MS = 24 * 3600_000;
