@@ -204,14 +204,22 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       await stopped;
     };
     const storageStats = () =>
-      new Promise<Record<string, number>>((resolve) => {
+      new Promise<Record<string, number>>((resolve, reject) => {
+        // A dead servers process never answers: fail instead of waiting forever.
+        const onExit = () => {
+          lines.off('line', onLine);
+          reject(new Error(`local S3/DynamoDB servers exited (${servers.exitCode ?? servers.signalCode})`));
+        };
         // Skip any other line (e.g. a stop-dynamo answer) until the stats line.
         const onLine = (l: string) => {
           const stats = (JSON.parse(l) as { stats?: Record<string, number> }).stats;
           if (!stats) return;
           lines.off('line', onLine);
+          servers.off('exit', onExit);
           resolve(stats);
         };
+        if (servers.exitCode !== null || servers.signalCode !== null) return onExit();
+        servers.once('exit', onExit);
         lines.on('line', onLine);
         servers.stdin!.write('stats\n');
       });
