@@ -11,7 +11,8 @@
  * counters), Lambda invocations and durations (offline.log), and a cost model at AWS list prices.
  * Env:
  *   BENCH_LEVELS       closed-loop concurrencies, default 1,4,16,64,200
- *   BENCH_OPS          minimum operations per level, default 24; a level runs max(BENCH_OPS, 2 x concurrency)
+ *   BENCH_OPS          minimum operations per level, default 36; a level runs max(BENCH_OPS, 2 x concurrency),
+ *                      after an uncounted warm-up of 2 x min(concurrency, 12) operations at min(concurrency, 12)
  *   BENCH_KINDS        default server,e2e,sign
  *   BENCH_OPEN_OPS     operations of the open-loop run, default 100 (0: no open-loop run)
  *   BENCH_OPEN_RATE    its arrivals per second, default 2 x the goodput of the lowest level
@@ -19,8 +20,9 @@
  *   BENCH_DEADLINE_MS  each operation's deadline without retries, default 30000
  *   BENCH_WAVE_DEADLINE_MS  each wave operation's deadline, retries included, default 120000
  *   BENCH_WARMUP       uncounted sequential operations before each kind, default 10
- *   BENCH_HONOR_RETRY_AFTER  1: a closed-loop worker whose operation was refused waits its Retry-After
- *                      before sending the next one (no retry of the same operation); default 0
+ *   BENCH_HONOR_RETRY_AFTER  1 (default): a closed-loop worker whose operation was refused waits its
+ *                      Retry-After (plus up to half again, jitter) before sending the next one (the refused
+ *                      operation itself is not retried); 0: it sends the next one at once
  *   BENCH_QUIET_WAIT_S on a shared machine: before each run, wait up to this long for other processes
  *                      to use under 10% of it, and run again once a run they used over 15% of; default 0 (off)
  *   BENCH_BASELINE     a previous run's JSON to compare CPU per operation with, default artifacts/bench-load-baseline.json
@@ -98,7 +100,7 @@ function settings() {
   if (openRate !== undefined && !(openRate > 0)) throw new Error('BENCH_OPEN_RATE must be a positive number of operations per second');
   return {
     levels,
-    minOps: intFromEnv('BENCH_OPS', 24),
+    minOps: intFromEnv('BENCH_OPS', 36),
     kinds: kinds as KindKey[],
     openOps: intFromEnv('BENCH_OPEN_OPS', 100),
     openRate,
@@ -107,7 +109,7 @@ function settings() {
     waveDeadlineMs: intFromEnv('BENCH_WAVE_DEADLINE_MS', 120_000),
     warmup: intFromEnv('BENCH_WARMUP', 10),
     quietWaitS: intFromEnv('BENCH_QUIET_WAIT_S', 0),
-    honorRetryAfter: intFromEnv('BENCH_HONOR_RETRY_AFTER', 0) > 0,
+    honorRetryAfter: intFromEnv('BENCH_HONOR_RETRY_AFTER', 1) > 0,
     baselineFile: process.env['BENCH_BASELINE'] || path.join(ROOT, 'artifacts/bench-load-baseline.json'),
   };
 }
@@ -325,6 +327,9 @@ async function createSignKey(stack: LocalStack): Promise<{ keyId: string; groupK
 
 // ---------------------------------------------------------------- load shapes
 
+/** Concurrency of a level's uncounted warm-up: enough to start every worker the concurrency limits allow. */
+const WARM_LEVEL_MAX = 12;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -339,7 +344,8 @@ async function closedLoop(ops: number, concurrency: number, honorRetryAfter: boo
       sent++;
       const o = await op();
       out.push(o);
-      if (honorRetryAfter && o.retryAfterS !== undefined && sent < ops) await sleep(o.retryAfterS * 1000);
+      // A well-behaved client: waits at least Retry-After, with jitter so refused clients do not all return at once.
+      if (honorRetryAfter && o.retryAfterS !== undefined && sent < ops) await sleep(o.retryAfterS * 1000 * (1 + Math.random() / 2));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, ops) }, worker));
@@ -601,6 +607,10 @@ async function benchKind(stack: LocalStack, s: Settings, kind: Kind, groupKey: U
   const runs: Run[] = [];
   for (const c of s.levels) {
     if (interrupted()) return runs;
+    // Uncounted: start the extra workers this level needs (at most each function's concurrency
+    // limit), so a level measures steady load, not sls offline's one-time cold starts.
+    const w = Math.min(c, WARM_LEVEL_MAX);
+    if (w > 1) await closedLoop(2 * w, w, true, noRetry);
     runs.push(await measureQuietly(stack, s, { kind, groupKey, base: { mode: 'closed', concurrency: c }, drive: () => closedLoop(opsAtLevel(s, c), c, s.honorRetryAfter, noRetry) }));
   }
   const lowest = runs[0];
@@ -850,7 +860,7 @@ async function main(): Promise<void> {
   const baseline = loadBaseline(s.baselineFile);
   const notes = [
     `Federation: ${fed.t}-of-${fed.n} as in fedkms.config.json (${fed.timing.name} ${fed.timing.ms} ms), one stack for all runs; \`example\` imported with policy serverSideCombine; the signing key made by one DKG; ${s.warmup} uncounted sequential operations before each kind.`,
-    `Closed loop: each level runs max(${s.minOps}, 2 x concurrency) operations, each worker sending its next one when the previous one answered${s.honorRetryAfter ? ", after a refusal only once its Retry-After has passed (BENCH_HONOR_RETRY_AFTER=1; the refused operation itself is not retried)" : ', at once even after a refusal'}. ${s.openOps ? `Open loop: ${s.openOps} operations at a fixed rate (${s.openRate ? 'BENCH_OPEN_RATE' : "2 x the lowest level's goodput"}); latency counts from each actual send.` : 'No open-loop run (BENCH_OPEN_OPS=0).'} Every operation has a ${s.deadlineMs} ms deadline (sent by the SDK as its budget where it supports it); no retries.`,
+    `Closed loop: each level runs max(${s.minOps}, 2 x concurrency) operations, each worker sending its next one when the previous one answered${s.honorRetryAfter ? ", after a refusal only once its Retry-After has passed, with up to half again as jitter (BENCH_HONOR_RETRY_AFTER=1, the default; the refused operation itself is not retried); each level above 1 after an uncounted warm-up of 2 x min(c, 12) operations at concurrency min(c, 12), which starts the workers the concurrency limits allow" : ', at once even after a refusal'}. ${s.openOps ? `Open loop: ${s.openOps} operations at a fixed rate (${s.openRate ? 'BENCH_OPEN_RATE' : "2 x the lowest level's goodput"}); latency counts from each actual send.` : 'No open-loop run (BENCH_OPEN_OPS=0).'} Every operation has a ${s.deadlineMs} ms deadline (sent by the SDK as its budget where it supports it); no retries.`,
     `Verdicts: succeeded = the right secret, or a signature that verifies under the group key (checked after the run, outside the CPU window); refused = 429/503 carrying Retry-After; unanswered = the client aborted at its deadline; everything else failed (its code is listed; a 429/503 without Retry-After is marked so). p50/p99: nearest rank over successes only. Goodput: successes / wall time of the run.`,
     s.waveOps === 0 ? 'No retry wave (BENCH_WAVE=0).' : `Wave: ${s.waveOps} operations at once, with the SDK's retries (retry: true), ${s.waveDeadlineMs} ms deadline each, retries included; reconstructions are passed as idempotent (they change nothing), signing is not. "HTTP requests per operation" counts every request the SDK sent (retries included, and reconstructEndToEnd's extra rounds).`,
     `Per operation = per successful operation: the run's total divided by its successes, so work wasted on refused, failed or abandoned operations counts too. Each run's window ends ${SETTLE_MS} ms after its last answer, so stragglers still running are included.`,
