@@ -11,8 +11,9 @@
  * counters), Lambda invocations and durations (offline.log), and a cost model at AWS list prices.
  * Env:
  *   BENCH_LEVELS       closed-loop concurrencies, default 1,4,16,64,200
- *   BENCH_OPS          minimum operations per level, default 36; a level runs max(BENCH_OPS, 2 x concurrency),
- *                      after an uncounted warm-up of 2 x min(concurrency, 12) operations at min(concurrency, 12)
+ *   BENCH_OPS          minimum operations per level, default 36; a level runs max(BENCH_OPS, 2 x concurrency)
+ *                      operations and at least BENCH_LEVEL_S seconds (default 8), after an uncounted warm-up of
+ *                      4 x min(concurrency, 12) operations at min(concurrency, 12)
  *   BENCH_KINDS        default server,e2e,sign
  *   BENCH_OPEN_OPS     operations of the open-loop run, default 100 (0: no open-loop run)
  *   BENCH_OPEN_RATE    its arrivals per second, default 2 x the goodput of the lowest level
@@ -101,6 +102,7 @@ function settings() {
   return {
     levels,
     minOps: intFromEnv('BENCH_OPS', 36),
+    levelMs: intFromEnv('BENCH_LEVEL_S', 8) * 1000,
     kinds: kinds as KindKey[],
     openOps: intFromEnv('BENCH_OPEN_OPS', 100),
     openRate,
@@ -336,19 +338,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * `concurrency` workers, each sending its next operation when the previous one answered;
  * with `honorRetryAfter`, after a refusal only once its Retry-After has passed.
  */
-async function closedLoop(ops: number, concurrency: number, honorRetryAfter: boolean, op: () => Promise<LoadOutcome>): Promise<LoadOutcome[]> {
+async function closedLoop(ops: number, concurrency: number, honorRetryAfter: boolean, op: () => Promise<LoadOutcome>, forMs = 0): Promise<LoadOutcome[]> {
   const out: LoadOutcome[] = [];
   let sent = 0;
+  // With `forMs`, workers keep sending until that much time has passed, however many operations that takes.
+  const until = performance.now() + forMs;
+  const more = () => sent < ops || performance.now() < until;
   const worker = async () => {
-    while (sent < ops) {
+    while (more()) {
       sent++;
       const o = await op();
       out.push(o);
       // A well-behaved client: waits at least Retry-After, with jitter so refused clients do not all return at once.
-      if (honorRetryAfter && o.retryAfterS !== undefined && sent < ops) await sleep(o.retryAfterS * 1000 * (1 + Math.random() / 2));
+      if (honorRetryAfter && o.retryAfterS !== undefined && more()) await sleep(o.retryAfterS * 1000 * (1 + Math.random() / 2));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ops) }, worker));
+  await Promise.all(Array.from({ length: forMs > 0 ? concurrency : Math.min(concurrency, ops) }, worker));
   return out;
 }
 
@@ -610,8 +615,8 @@ async function benchKind(stack: LocalStack, s: Settings, kind: Kind, groupKey: U
     // Uncounted: start the extra workers this level needs (at most each function's concurrency
     // limit), so a level measures steady load, not sls offline's one-time cold starts.
     const w = Math.min(c, WARM_LEVEL_MAX);
-    if (w > 1) await closedLoop(2 * w, w, true, noRetry);
-    runs.push(await measureQuietly(stack, s, { kind, groupKey, base: { mode: 'closed', concurrency: c }, drive: () => closedLoop(opsAtLevel(s, c), c, s.honorRetryAfter, noRetry) }));
+    if (w > 1) await closedLoop(4 * w, w, true, noRetry);
+    runs.push(await measureQuietly(stack, s, { kind, groupKey, base: { mode: 'closed', concurrency: c }, drive: () => closedLoop(opsAtLevel(s, c), c, s.honorRetryAfter, noRetry, s.levelMs) }));
   }
   const lowest = runs[0];
   const rate = s.openRate ?? (lowest && lowest.goodputPerS > 0 ? round2(2 * lowest.goodputPerS) : undefined);
@@ -860,7 +865,7 @@ async function main(): Promise<void> {
   const baseline = loadBaseline(s.baselineFile);
   const notes = [
     `Federation: ${fed.t}-of-${fed.n} as in fedkms.config.json (${fed.timing.name} ${fed.timing.ms} ms), one stack for all runs; \`example\` imported with policy serverSideCombine; the signing key made by one DKG; ${s.warmup} uncounted sequential operations before each kind.`,
-    `Closed loop: each level runs max(${s.minOps}, 2 x concurrency) operations, each worker sending its next one when the previous one answered${s.honorRetryAfter ? ", after a refusal only once its Retry-After has passed, with up to half again as jitter (BENCH_HONOR_RETRY_AFTER=1, the default; the refused operation itself is not retried); each level above 1 after an uncounted warm-up of 2 x min(c, 12) operations at concurrency min(c, 12), which starts the workers the concurrency limits allow" : ', at once even after a refusal'}. ${s.openOps ? `Open loop: ${s.openOps} operations at a fixed rate (${s.openRate ? 'BENCH_OPEN_RATE' : "2 x the lowest level's goodput"}); latency counts from each actual send.` : 'No open-loop run (BENCH_OPEN_OPS=0).'} Every operation has a ${s.deadlineMs} ms deadline (sent by the SDK as its budget where it supports it); no retries.`,
+    `Closed loop: each level runs at least max(${s.minOps}, 2 x concurrency) operations, each worker sending its next one when the previous one answered${s.honorRetryAfter ? ", after a refusal only once its Retry-After has passed, with up to half again as jitter (BENCH_HONOR_RETRY_AFTER=1, the default; the refused operation itself is not retried); each level lasts at least ${s.levelMs / 1000} s; each level above 1 follows an uncounted warm-up of 4 x min(c, 12) operations at concurrency min(c, 12), which starts the workers the concurrency limits allow" : ', at once even after a refusal'}. ${s.openOps ? `Open loop: ${s.openOps} operations at a fixed rate (${s.openRate ? 'BENCH_OPEN_RATE' : "2 x the lowest level's goodput"}); latency counts from each actual send.` : 'No open-loop run (BENCH_OPEN_OPS=0).'} Every operation has a ${s.deadlineMs} ms deadline (sent by the SDK as its budget where it supports it); no retries.`,
     `Verdicts: succeeded = the right secret, or a signature that verifies under the group key (checked after the run, outside the CPU window); refused = 429/503 carrying Retry-After; unanswered = the client aborted at its deadline; everything else failed (its code is listed; a 429/503 without Retry-After is marked so). p50/p99: nearest rank over successes only. Goodput: successes / wall time of the run.`,
     s.waveOps === 0 ? 'No retry wave (BENCH_WAVE=0).' : `Wave: ${s.waveOps} operations at once, with the SDK's retries (retry: true), ${s.waveDeadlineMs} ms deadline each, retries included; reconstructions are passed as idempotent (they change nothing), signing is not. "HTTP requests per operation" counts every request the SDK sent (retries included, and reconstructEndToEnd's extra rounds).`,
     `Per operation = per successful operation: the run's total divided by its successes, so work wasted on refused, failed or abandoned operations counts too. Each run's window ends ${SETTLE_MS} ms after its last answer, so stragglers still running are included.`,

@@ -283,7 +283,9 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const out = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(offlinePort), '--lambdaPort', String(lambdaPort)],
+      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(offlinePort), '--lambdaPort', String(lambdaPort),
+        // Idle workers live as long as an idle Lambda environment typically does (minutes), not sls offline's 60 s.
+        '--terminateIdleLambdaTime', '600'],
       // Same process group as the caller: Ctrl-C in a terminal reaches sls offline too.
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
