@@ -137,3 +137,37 @@ describe('local admission (the stand-in for reserved concurrency)', () => {
     }
   });
 });
+
+describe('local ports', () => {
+  it('a port another process holds is a clear error, never a silent start against someone else', async () => {
+    const { listen, closeServer } = await import('../../tools/node-proxy');
+    const first = await listen((_req, res) => res.end(), 0);
+    const port = (first.address() as AddressInfo).port;
+    try {
+      await expect(listen((_req, res) => res.end(), port)).rejects.toThrow(`port ${port} on 127.0.0.1 is already in use by another process`);
+    } finally {
+      await closeServer(first);
+    }
+  });
+
+  it("answers with its own keep-alive policy, never sls offline's longer one", async () => {
+    const upstream = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive', 'keep-alive': 'timeout=5' });
+      res.end('{}');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    const { listen, closeServer } = await import('../../tools/node-proxy');
+    const target = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const door = await listen((req, res) => forward(req, res, `${target}${req.url}`), 0);
+    try {
+      const r = await fetch(`http://127.0.0.1:${(door.address() as AddressInfo).port}/x`);
+      await r.text();
+      // Node states the server's own idle timeout; the proxy closes idle sockets no sooner than it says.
+      expect(r.headers.get('keep-alive')).toBe(`timeout=${door.keepAliveTimeout / 1000}`);
+    } finally {
+      upstream.closeAllConnections();
+      upstream.close();
+      await closeServer(door);
+    }
+  });
+});
