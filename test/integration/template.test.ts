@@ -139,15 +139,17 @@ describe.each([
   });
 });
 
+/** A 2-of-3 config file with `extra` settings, for the renderer alone. */
+function withConfig(extra: Record<string, unknown>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-cfg-'));
+  const file = path.join(dir, 'fedkms.config.json');
+  writeFileSync(file, JSON.stringify({ threshold: 2, nodes: [{ id: 'node1' }, { id: 'node2' }, { id: 'node3' }], ...extra }));
+  return file;
+}
+
 describe('API Gateway authorizer option (defence in depth)', () => {
   // The renderer alone, without packaging: the option only changes route declarations.
   const { render } = require('../../deploy/federation.cjs') as { render: (stage: string, file: string) => { functions: Record<string, { events: { httpApi: { path: string; authorizer?: { type: string } } }[] }> } };
-  const withConfig = (extra: Record<string, unknown>) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-cfg-'));
-    const file = path.join(dir, 'fedkms.config.json');
-    writeFileSync(file, JSON.stringify({ threshold: 2, nodes: [{ id: 'node1' }, { id: 'node2' }, { id: 'node3' }], ...extra }));
-    return file;
-  };
 
   it('puts an IAM authorizer on every coordinator route but /status when asked', () => {
     const events = render('ci', withConfig({ apiAuthorizer: 'aws_iam' })).functions['reconstruct']!.events.map((e) => e.httpApi);
@@ -158,5 +160,22 @@ describe('API Gateway authorizer option (defence in depth)', () => {
 
   it('refuses an unknown authorizer kind', () => {
     expect(() => render('ci', withConfig({ apiAuthorizer: 'jwt' }))).toThrow(/apiAuthorizer/);
+  });
+});
+
+describe('bounded concurrency', () => {
+  const { render } = require('../../deploy/federation.cjs') as { render: (stage: string, file: string) => { functions: Record<string, { reservedConcurrency?: number }> } };
+
+  it('reserves every function its configured concurrency, a node more than the coordinator by default', () => {
+    const fns = render('ci', withConfig({})).functions;
+    expect(Object.values(fns).every((f) => Number.isInteger(f.reservedConcurrency) && f.reservedConcurrency! >= 1)).toBe(true);
+    expect(fns['node1']!.reservedConcurrency).toBeGreaterThan(fns['reconstruct']!.reservedConcurrency!);
+    const custom = render('ci', withConfig({ concurrency: { coordinator: 10, node: 12 } })).functions;
+    expect([custom['reconstruct']!.reservedConcurrency, custom['node2']!.reservedConcurrency, custom['dashboard']!.reservedConcurrency]).toEqual([10, 12, 2]);
+  });
+
+  it('refuses a concurrency that is not a positive integer', () => {
+    expect(() => render('ci', withConfig({ concurrency: { node: 0 } }))).toThrow(/concurrency/);
+    expect(() => render('ci', withConfig({ concurrency: { coordinator: 2.5 } }))).toThrow(/concurrency/);
   });
 });
