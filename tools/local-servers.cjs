@@ -60,9 +60,69 @@ function writesTakeTurns(store) {
   }
 }
 
+/**
+ * S3 replaces an object atomically: a reader sees the old object or the new one. s3rver
+ * does not: a put truncates the object's file and then writes it, and its metadata after,
+ * so a get at the same moment can read a torn object (seen as a rare 5xx when concurrent
+ * creates of one key id read the control document another create was writing). Per key,
+ * a read therefore waits for the write in progress, and a write for the reads in progress
+ * and the write before it; each wait is bounded by TURN_WAIT_MS.
+ */
+function keysReadAtomically(store) {
+  const locks = new Map();
+  const entry = (k) => {
+    let e = locks.get(k);
+    if (!e) locks.set(k, (e = { readers: new Set(), writer: Promise.resolve() }));
+    return e;
+  };
+  const bounded = (p) => Promise.race([p, new Promise((r) => setTimeout(r, TURN_WAIT_MS).unref())]);
+  const write = (k, fn) => {
+    const e = entry(k);
+    const run = bounded(Promise.all([e.writer, ...e.readers])).then(fn);
+    e.writer = run.catch(() => undefined);
+    return run;
+  };
+  const read = async (k, fn) => {
+    const e = entry(k);
+    await bounded(e.writer);
+    let finish;
+    const reading = new Promise((r) => (finish = r));
+    e.readers.add(reading);
+    const done = () => {
+      e.readers.delete(reading);
+      finish();
+    };
+    try {
+      const object = await fn();
+      const stream = object && object.content;
+      // The read lasts until its content stream is consumed or dropped, not just opened.
+      if (stream && typeof stream.once === 'function') {
+        stream.once('close', done);
+        stream.once('end', done);
+        stream.once('error', done);
+      } else done();
+      return object;
+    } catch (err) {
+      done();
+      throw err;
+    }
+  };
+  const keyOf = (bucket, key) => `${bucket}/${key}`;
+  const getObject = store.getObject.bind(store);
+  const putObject = store.putObject.bind(store);
+  const copyObject = store.copyObject.bind(store);
+  const deleteObject = store.deleteObject.bind(store);
+  store.getObject = (bucket, key, options) => read(keyOf(bucket, key), () => getObject(bucket, key, options));
+  store.putObject = (object) => write(keyOf(object.bucket, object.key), () => putObject(object));
+  store.copyObject = (...args) => write(keyOf(args[2], args[3]), () => copyObject(...args));
+  store.deleteObject = (bucket, key) => write(keyOf(bucket, key), () => deleteObject(bucket, key));
+}
+
 async function main() {
   const opts = JSON.parse(process.argv[2] || '{}');
   const s3 = new S3rver({ address: '127.0.0.1', port: opts.s3Port || 0, silent: true, directory: path.join(opts.dir, 's3'), allowMismatchedSignatures: true });
+  // Key locks inside, bucket turns outside: a write first takes its bucket's turn, then its key.
+  keysReadAtomically(s3.store);
   writesTakeTurns(s3.store);
   const s3addr = await s3.run();
   s3.httpServer.on('request', (req) => count(s3Operation(req)));

@@ -118,6 +118,7 @@ describe('concurrent creates of one id', () => {
     const results = await Promise.all(who.map((w, i) => post('/keys', body(i), w)));
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
     for (const r of results.filter((x) => x.status !== 201)) {
+      if (r.status !== 409) console.log('unexpected answer to a racing create', kind, JSON.stringify(r.body));
       expect(r.status).toBe(409);
       expect(['key_exists', 'key_being_created']).toContain(r.code);
       if (r.code === 'key_being_created') expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1);
