@@ -9,7 +9,6 @@
  *    recorded once when it appears and once each time it changes.
  */
 import { randomUUID } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { Coordinator } from '../../lib/coordinator/service';
 import { NodeClient, type Fetch } from '../../lib/coordinator/node-client';
 import { withClientRequest } from '../../lib/coordinator/client-context';
@@ -27,17 +26,9 @@ import { keyIdOfPath, recordRefusal } from '../../lib/audit/refusal';
 import { changedFindings, FINDING_ACTION, securityOf, type KeyView } from '../../lib/dashboard/state';
 import type { AuditRecord } from '../../lib/ports';
 import type { NodeEndpoint } from '../../lib/runtime-config';
+import { identity, type Identity } from '../support/identities';
 import { MemoryAudit, MemoryReplay, MemoryStore } from '../support/fakes';
 
-interface Identity {
-  name: string;
-  sk: Uint8Array;
-  pk: Uint8Array;
-}
-const identity = (name: string): Identity => {
-  const sk = ed25519.utils.randomSecretKey();
-  return { name, sk, pk: ed25519.getPublicKey(sk) };
-};
 const alice = identity('alice');
 const carl = identity('carl');
 

@@ -38,22 +38,13 @@ import { NodeAccess, type KeyControl } from '../../lib/node/access';
 import { ClientGate } from '../../lib/node/gate';
 import { toB64, toB64url, utf8 } from '../../lib/encoding';
 import { FedkmsError, FragmentCorruptedError } from '../../lib/errors';
+import { identity, type Identity } from '../support/identities';
 import { MemoryReplay, MemoryStore } from '../support/fakes';
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------------------
 
-interface Identity {
-  name: string;
-  sk: Uint8Array;
-  pk: Uint8Array;
-}
-
-const identity = (name: string): Identity => {
-  const sk = ed25519.utils.randomSecretKey();
-  return { name, sk, pk: ed25519.getPublicKey(sk) };
-};
 
 /** The code of the FedkmsError a call throws (sync or async), with its class and status, or 'ok'. */
 async function outcome(f: () => unknown): Promise<{ code: string; status?: number; name?: string }> {
