@@ -13,9 +13,9 @@ import { telemetry } from '../lib/observability.js';
 
 const obs = telemetry('fedkms-dashboard');
 
-const authed = <T>(fn: (rt: ReturnType<typeof dashboardRuntime>, req: HttpRequest) => Promise<T>) =>
+const authed = <T>(fn: (rt: Awaited<ReturnType<typeof dashboardRuntime>>, req: HttpRequest) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = dashboardRuntime(process.env);
+    const rt = await dashboardRuntime(process.env);
     await rt.authenticate(req);
     return fn(rt, req);
   };

@@ -1,6 +1,8 @@
 /**
- * One node of the federation. Deployed once per node; NODE_ID, its bucket and its
- * keys come from the environment. Every route but /status requires a request signed
+ * One node of the federation. Deployed once per node, each in its operator's own stack;
+ * NODE_ID, its bucket and tables come from the environment, its keys from its own secret
+ * (read at run time), its peers from the signed membership document it holds. Every route
+ * but /status and /identity requires a request signed
  * by the coordinator, and every route that releases or changes key material also
  * requires the client's own signed request, checked here by the node itself
  * (lib/node/gate.ts) against the policy stored with its own fragment.
@@ -12,7 +14,8 @@ import { parseX25519Public } from '../lib/crypto/seal.js';
 import { assertClientKey, type ClientEnvelope } from '../lib/crypto/client-auth.js';
 import { clientRecordSchema, policySchema, transitionSchema } from '../lib/access/policy.js';
 import { importRequestSchema } from '../lib/node/service.js';
-import { nodeRuntime } from '../lib/node/runtime.js';
+import { nodeLogicalPath, nodeRuntime, type NodeRuntime } from '../lib/node/runtime.js';
+import { auditReport } from '../lib/node/audit-report.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
@@ -23,14 +26,19 @@ const keyQuery = z.strictObject({ keyId: z.string(), version: versionParam });
 const stateBody = z.extend(transitionSchema, { keyId: z.string() }); // strict, as transitionSchema is
 const policyBody = z.strictObject({ keyId: z.string(), policy: policySchema });
 
-type Runtime = ReturnType<typeof nodeRuntime>;
+type Runtime = NodeRuntime;
 const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
 
-/** Authenticate the coordinator, read the relayed client request, then run `fn`; client refusals are audited. */
-const authed = <T>(fn: (rt: Runtime, req: HttpRequest, signer: string, client: ClientEnvelope | undefined) => Promise<T>) =>
+/**
+ * Authenticate the coordinator, read the relayed client request, then run `fn`; client refusals
+ * are audited. `member`: the route holds or makes shares, so it needs this node's share index;
+ * such routes read the membership afresh, as a node that just joined must see itself at once.
+ */
+const authed = <T>(fn: (rt: Runtime, req: HttpRequest, signer: string, client: ClientEnvelope | undefined) => Promise<T>, opts: { member?: boolean } = {}) =>
   async (req: HttpRequest) => {
-    const rt = nodeRuntime();
+    const rt = await nodeRuntime(process.env, opts.member);
     const { signer } = await rt.authenticate(req);
+    if (opts.member) rt.requireMember();
     let client: ClientEnvelope | undefined;
     try {
       client = rt.envelope(req);
@@ -46,9 +54,19 @@ export const handler = httpApi({
   // A signing request carries the message twice (its own field and the relayed client
   // request), so a node takes up to twice the public API's 64 KiB plus room for the rest.
   maxBodyBytes: 160 * 1024,
-  routeOf: (req) => `${req.method} ${nodeRuntime().logicalPath(req)}`,
+  routeOf: (req) => `${req.method} ${nodeLogicalPath(req)}`,
   routes: {
-    'GET /status': async () => nodeRuntime().service.status(),
+    'GET /status': async () => {
+      const rt = await nodeRuntime();
+      return { ...(await rt.service.status()), member: !!rt.me, membershipVersion: rt.signed?.document.version ?? null };
+    },
+    // The self-signed identity document: public, like a TLS certificate.
+    'GET /identity': async () => (await nodeRuntime()).identity(),
+    // Membership (lib/node/membership.ts): the signed document, and its replacement by a newer one.
+    'GET /membership': authed(async (rt) => ({ nodeId: rt.cfg.NODE_ID, membership: await rt.membership.current(true) })),
+    'PUT /membership': authed((rt, req, signer) => rt.membership.update(req.body, signer)),
+    // This node's own audit chains, verified here and signed with its identity key.
+    'GET /audit/verify': authed(async (rt) => auditReport(rt.cfg.NODE_ID, await rt.audit.readAll(), rt.sign)),
     'GET /keys': authed((rt) => rt.service.listKeys()),
     'GET /key': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery, req.query);
@@ -70,7 +88,7 @@ export const handler = httpApi({
       const keyId = parseKeyId(body.descriptor.keyId);
       const g = await rt.gate.create(client, keyId, body.descriptor.type, 'PUT /fragment');
       return { status: 201, body: await rt.service.importShare(body, g.actor) };
-    }),
+    }, { member: true }),
     'DELETE /fragment': authed(async (rt, req, _signer, client) => {
       const q = parseInput(z.required(keyQuery, { version: true }), req.query);
       const keyId = parseKeyId(q.keyId);
@@ -100,11 +118,11 @@ export const handler = httpApi({
       const body = parseInput(dkgSchemas.round1, req.body);
       await rt.gate.create(client, parseKeyId(body.keyId), 'ed25519', 'POST /dkg/round1');
       return rt.dkg.round1(body);
-    }),
-    'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body))),
-    'POST /dkg/round2': authed((rt, req) => rt.dkg.round2(parseInput(dkgSchemas.round2, req.body))),
-    'POST /dkg/round3': authed((rt, req) => rt.dkg.round3(parseInput(dkgSchemas.round3, req.body))),
-    'POST /dkg/commit': authed(async (rt, req) => ({ status: 201, body: await rt.dkg.commit(parseInput(dkgSchemas.commit, req.body)) })),
+    }, { member: true }),
+    'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body)), { member: true }),
+    'POST /dkg/round2': authed((rt, req) => rt.dkg.round2(parseInput(dkgSchemas.round2, req.body)), { member: true }),
+    'POST /dkg/round3': authed((rt, req) => rt.dkg.round3(parseInput(dkgSchemas.round3, req.body)), { member: true }),
+    'POST /dkg/commit': authed(async (rt, req) => ({ status: 201, body: await rt.dkg.commit(parseInput(dkgSchemas.commit, req.body)) }), { member: true }),
     'POST /dkg/abort': authed((rt, req) => rt.dkg.abort(parseInput(dkgSchemas.abort, req.body))),
     // FROST signing (lib/node/signing.ts). Commitments are public; a signature share needs the client's request.
     'POST /sign/commit': authed((rt, req) => {
@@ -128,13 +146,13 @@ export const handler = httpApi({
       const { descriptor: d } = await rt.service.describe(keyId, body.version);
       const g = await rt.gate.reshareDeal(client, keyId, shape(d.publicPackage.threshold, d.participants), shape(body.threshold, body.participants));
       return rt.reshare.deal({ ...body, keyId }, g.actor, { state: g.control.state, policy: g.control.policy, policyVersion: g.control.policyVersion, owner: g.control.owner });
-    }),
+    }, { member: true }),
     'POST /reshare/receive': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.receive, req.body);
       const old = body.old;
       const g = await rt.gate.reshareReceive(client, parseKeyId(old.keyId), shape(old.publicPackage.threshold, old.participants), shape(body.threshold, body.participants));
       return rt.reshare.receive(body, g.admit);
-    }),
-    'POST /reshare/commit': authed(async (rt, req, signer) => ({ status: 201, body: await rt.reshare.commit(parseInput(reshareSchemas.commit, req.body), signer) })),
+    }, { member: true }),
+    'POST /reshare/commit': authed(async (rt, req, signer) => ({ status: 201, body: await rt.reshare.commit(parseInput(reshareSchemas.commit, req.body), signer) }), { member: true }),
   },
 });

@@ -1,12 +1,12 @@
 /**
  * The public API (the "secure aggregator"): keys, signing, reconstruction, clients,
- * lifecycle, policies, approvals and audit verification. Stateless: any number of
+ * lifecycle, policies, approvals, membership and audit verification. Stateless: any number of
  * copies can run. Every route but /status needs a client-signed request; the nodes
  * check that same request again before they release or change anything. The two
  * /federation routes serve the dashboard function, signed with its own key.
  */
 import * as z from '../lib/zod.js';
-import { coordinatorRuntime, type ClientCall } from '../lib/coordinator/runtime.js';
+import { changeMembership, coordinatorRuntime, coordinatorSettings, type ClientCall, type CoordinatorRuntime } from '../lib/coordinator/runtime.js';
 import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from '../lib/coordinator/service.js';
 import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
 import { attachApprovals } from '../lib/coordinator/client-context.js';
@@ -18,7 +18,7 @@ import { telemetry } from '../lib/observability.js';
 const obs = telemetry('fedkms-reconstruct');
 const approvalsQuery = z.strictObject({ keyId: z.string() });
 
-type Runtime = ReturnType<typeof coordinatorRuntime>;
+type Runtime = CoordinatorRuntime;
 
 /**
  * Authenticate the client here too, then run `fn`: for routes with no node in the loop, and
@@ -26,19 +26,19 @@ type Runtime = ReturnType<typeof coordinatorRuntime>;
  */
 const authed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = coordinatorRuntime(process.env, obs);
+    const rt = await coordinatorRuntime(process.env, obs);
     return rt.asClient(req, (call) => fn(rt, req, call));
   };
 /** Relay the client's request to the nodes, each of which authenticates and authorizes it itself. */
 const relayed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = coordinatorRuntime(process.env, obs);
+    const rt = await coordinatorRuntime(process.env, obs);
     return rt.asClient(req, (call) => fn(rt, req, call), 'nodes');
   };
 /** The dashboard function's calls: its key is accepted on these routes only. */
 const fromDashboard = <T>(fn: (rt: Runtime, req: HttpRequest) => Promise<T>) =>
   async (req: HttpRequest) => {
-    const rt = coordinatorRuntime(process.env, obs);
+    const rt = await coordinatorRuntime(process.env, obs);
     await rt.dashboard.authenticate(req);
     return fn(rt, req);
   };
@@ -48,10 +48,10 @@ export const handler = httpApi({
   service: 'fedkms-reconstruct',
   telemetry: obs,
   // A client that names no budget gets the configured one (the function timeout caps both).
-  defaultBudgetMs: () => coordinatorRuntime(process.env, obs).cfg.REQUEST_BUDGET_MS,
+  defaultBudgetMs: () => coordinatorSettings().REQUEST_BUDGET_MS,
   routeOf: (req) => `${req.method} ${req.rawPath.replace(/^\/keys\/[^/]+/, '/keys/{keyId}')}`,
   routes: {
-    'GET /status': async () => coordinatorRuntime().coordinator.status(),
+    'GET /status': async () => (await coordinatorRuntime(process.env, obs)).coordinator.status(),
     'GET /keys': authed((rt) => rt.coordinator.listKeys()),
     'POST /keys': relayed(async (rt, req, { actor }) => {
       const input = parseInput(createKeySchema, req.body ?? {});
@@ -80,7 +80,10 @@ export const handler = httpApi({
       parseKeyId(input.keyId);
       return rt.admin.approval(input, who, actor, async (keyId) => (await rt.coordinator.describeKey(keyId)).key.version);
     }),
-    'GET /audit/verify': authed((rt) => rt.coordinator.verifyAudit()),
+    'GET /audit/verify': authed((rt) => rt.federation.verifyAudit()),
+    // Membership (lib/coordinator/federation.ts): learned from the nodes; changed by an administrator's signed document.
+    'GET /nodes': authed((rt) => rt.federation.list()),
+    'PUT /nodes': (req) => changeMembership(req, process.env, obs),
     // The dashboard function's two calls, signed with its own key (not a client's).
     'GET /federation/state': fromDashboard((rt) => rt.dashboard.state()),
     'POST /federation/refusals': fromDashboard((rt, req) => rt.dashboard.recordRefusal(req.body)),

@@ -2,6 +2,9 @@
  * The interfaces domain code depends on. lib/aws implements them against S3 and
  * DynamoDB; unit tests use in-memory fakes.
  */
+/** Node-owned documents: the client registry, key control documents, the federation's membership. */
+export type DocKind = 'client' | 'control' | 'federation';
+
 export interface FragmentStore {
   /** The stored object, or null when absent. */
   get(keyId: string, version: number): Promise<string | null>;
@@ -18,9 +21,9 @@ export interface FragmentStore {
   getSession(kind: string, id: string): Promise<string | null>;
   deleteSession(kind: string, id: string): Promise<void>;
   /** Small node-owned documents (client registry, key control), stored already sealed by the caller. */
-  getDoc(kind: 'client' | 'control', name: string): Promise<string | null>;
-  putDoc(kind: 'client' | 'control', name: string, body: string): Promise<void>;
-  listDocs(kind: 'client' | 'control'): Promise<string[]>;
+  getDoc(kind: DocKind, name: string): Promise<string | null>;
+  putDoc(kind: DocKind, name: string, body: string): Promise<void>;
+  listDocs(kind: DocKind): Promise<string[]>;
 }
 
 export interface AuditEntry {

@@ -32,37 +32,43 @@ const peerEntry = z.object({
 const nodeSchema = z.object({
   ...common,
   NODE_ID: z.string().check(z.regex(/^[a-z0-9-]{1,32}$/)),
-  NODE_INDEX: z.coerce.number().check(z.int(), z.gte(1), z.lte(255)),
+  /** This node's public base URL, as its identity document announces it. */
+  NODE_ENDPOINT: z.url(),
   FRAGMENT_BUCKET: z.string().check(z.minLength(3)),
   REPLAY_TABLE: z.string().check(z.minLength(1)),
-  NODE_WRAP_KEY: b64Key(32),
-  NODE_X25519_PRIVATE: b64Key(32),
+  /**
+   * Where the node's own secrets are (wrapping key, X25519 and Ed25519 identity keys), read at
+   * run time under its own role (lib/aws/secrets.ts): a Secrets Manager secret, or locally a file.
+   */
+  NODE_SECRET_ID: z.optional(z.string().check(z.minLength(1))),
+  NODE_SECRETS_FILE: z.optional(z.string().check(z.minLength(1))),
   COORDINATOR_PUBLIC_KEY: b64Key(32),
   /** The first administrator client's Ed25519 key (lib/node/access.ts); others are registered by an administrator. */
   FEDKMS_ADMIN_PUBLIC_KEY: z.optional(b64Key(32)),
-  /** The node's own Ed25519 identity key: signs its DKG messages. */
-  NODE_SIGNING_KEY: b64Key(32),
-  /** Every node of the federation (this one included): ids, identifiers and public identity keys. */
-  NODE_PEERS: z.pipe(z.string(), z.transform((s, ctx) => {
-    const parsed = z.array(peerEntry).check(z.minLength(1)).safeParse(JSON.parse(s));
-    if (!parsed.success) ctx.issues.push({ code: 'custom', message: 'NODE_PEERS is not a valid peer list', input: s });
-    return parsed.success ? parsed.data : [];
-  })),
   SESSION_TTL_S: z._default(z.coerce.number().check(z.int(), z.positive()), 300),
   MAX_CLOCK_SKEW_S: z._default(z.coerce.number().check(z.int(), z.positive()), 60),
 });
 
 export const nodeEntry = z.extend(peerEntry, { url: z.url() });
+const seedEntry = z.object({ id: z.string().check(z.regex(/^[a-z0-9-]{1,32}$/)), url: z.url() });
 
 const coordinatorSchema = z.object({
   ...common,
-  FEDKMS_THRESHOLD: z.coerce.number().check(z.int(), z.gte(1)),
-  FEDKMS_NODES: z.pipe(z.string(), z.transform((s, ctx) => {
-    const parsed = z.array(nodeEntry).check(z.minLength(1)).safeParse(JSON.parse(s));
-    if (!parsed.success) ctx.issues.push({ code: 'custom', message: 'FEDKMS_NODES is not a valid node list', input: s });
+  /**
+   * Where the coordinator first asks for the membership (lib/coordinator/membership.ts): node ids
+   * and endpoints. The members themselves, their keys and the threshold come from the signed
+   * membership document the nodes hold, at run time.
+   */
+  FEDKMS_SEEDS: z.pipe(z.string(), z.transform((s, ctx) => {
+    const parsed = z.array(seedEntry).check(z.minLength(1)).safeParse(JSON.parse(s));
+    if (!parsed.success) ctx.issues.push({ code: 'custom', message: 'FEDKMS_SEEDS is not a valid seed list', input: s });
     return parsed.success ? parsed.data : [];
   })),
-  COORDINATOR_SIGNING_KEY: b64Key(32),
+  /** The coordinator's own secrets (its Ed25519 signing key), read at run time like a node's. */
+  COORDINATOR_SECRET_ID: z.optional(z.string().check(z.minLength(1))),
+  COORDINATOR_SECRETS_FILE: z.optional(z.string().check(z.minLength(1))),
+  /** Seconds the coordinator reuses a membership it learned before asking the nodes again. */
+  MEMBERSHIP_CACHE_S: z._default(z.coerce.number().check(z.int(), z.gte(0), z.lte(300)), 10),
   /** DynamoDB table of pre-published nonce commitments (one-round signing); optional. */
   POOL_TABLE: z.optional(z.string().check(z.minLength(1))),
   /** Request ids of client requests the coordinator has seen (its own `coordinator#` rows). */
@@ -82,6 +88,7 @@ export type NodeConfig = z.infer<typeof nodeSchema>;
 export type CoordinatorConfig = z.infer<typeof coordinatorSchema>;
 export type NodeEndpoint = z.infer<typeof nodeEntry>;
 export type PeerEntry = z.infer<typeof peerEntry>;
+export type SeedEntry = z.infer<typeof seedEntry>;
 
 /** Misconfiguration is an operator error: fail loudly with the variable names, never the values. */
 function parse<T extends z.ZodMiniType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
@@ -105,4 +112,21 @@ export const coordinatorConfig = (env: NodeJS.ProcessEnv = process.env): Coordin
 export function configKey(kind: 'node' | 'coordinator', env: NodeJS.ProcessEnv = process.env): string {
   const schema = kind === 'node' ? nodeSchema : coordinatorSchema;
   return JSON.stringify(Object.keys(schema.shape).map((k) => env[k] ?? null));
+}
+
+/** Decode the named base64 fields of a loaded secret, each of the given length; names only in errors. */
+export function secretFields<K extends string>(secret: Record<string, string>, fields: Record<K, number>): Record<K, Uint8Array> {
+  const out = {} as Record<K, Uint8Array>;
+  const bad: string[] = [];
+  for (const [name, bytes] of Object.entries(fields) as [K, number][]) {
+    try {
+      const raw = fromB64(secret[name] ?? '');
+      if (raw.length !== bytes) bad.push(name);
+      out[name] = raw;
+    } catch {
+      bad.push(name);
+    }
+  }
+  if (bad.length) throw new Error(`invalid function secret: ${bad.join(', ')}`);
+  return out;
 }

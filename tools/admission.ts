@@ -133,7 +133,7 @@ export type AnswerRewrite = (status: number, text: string) => string;
  * policy applies, not sls offline's: its `keep-alive: timeout=5` would outlive our sockets.
  * `onDone` runs once the function has answered (or failed): only then is its slot free.
  */
-export function forward(req: http.IncomingMessage, res: http.ServerResponse, target: string, opts: { body?: Buffer; rewrite?: AnswerRewrite; onDone?: () => void } = {}): void {
+export function forward(req: http.IncomingMessage, res: http.ServerResponse, target: string, opts: { body?: Buffer; rewrite?: AnswerRewrite; onDone?: () => void; dropOnRefused?: boolean } = {}): void {
   const done = once(opts.onDone);
   const headers: http.OutgoingHttpHeaders = { ...req.headers, host: new URL(target).host };
   if (opts.body) headers['content-length'] = String(opts.body.length);
@@ -164,9 +164,14 @@ export function forward(req: http.IncomingMessage, res: http.ServerResponse, tar
       res.end(payload);
     });
   });
-  const fail = () => {
+  const fail = (e?: NodeJS.ErrnoException) => {
     done();
     if (res.writableEnded) return;
+    // A function whose process is gone: the caller sees what it would see of a dead machine.
+    if (opts.dropOnRefused && e?.code === 'ECONNREFUSED') {
+      res.socket?.destroy();
+      return;
+    }
     if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
     res.end('{"error":{"code":"bad_gateway","message":"function unreachable"}}');
   };

@@ -1,8 +1,8 @@
 /**
- * A loopback front door for one node, so that each node has its own endpoint (as in
- * AWS, where each node can be its own API) and so that tests and the demo can take a
- * node down (port closed: connection refused) or make it slow, without touching the
- * node's code. Development and test tooling only; never deployed.
+ * A node's public loopback endpoint, in front of its own sls offline: its API Gateway and
+ * reserved concurrency (admission), plus fault injection for tests (port closed, slow,
+ * answers rewritten) without touching the node's code. When the node's process is gone the
+ * proxy drops the connection, as a dead machine would. Development and test tooling only.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +19,12 @@ export class NodeProxy {
   port = 0;
 
   /** `admission`: the node function's concurrency limit (tools/admission.ts), checked before anything else. */
-  constructor(readonly nodeId: string, private readonly target: string, private readonly admission?: Admission) {}
+  constructor(readonly nodeId: string, private target: string, private readonly admission?: Admission) {}
+
+  /** Point at a restarted node process. */
+  retarget(target: string): void {
+    this.target = target;
+  }
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -54,12 +59,12 @@ export class NodeProxy {
   private pass(req: http.IncomingMessage, res: http.ServerResponse, release: () => void): void {
     const target = `${this.target}${req.url ?? '/'}`;
     if (this.mode.kind === 'tamper') return this.tamper(req, res, target, this.mode.rewrite, release);
-    if (this.mode.kind !== 'slow') return forward(req, res, target, { onDone: release });
+    if (this.mode.kind !== 'slow') return forward(req, res, target, { onDone: release, dropOnRefused: true });
     // A caller that gives up (timeout, cancelled) must not still reach the node later.
     let forwarded = false;
     const timer = setTimeout(() => {
       forwarded = true;
-      forward(req, res, target, { onDone: release });
+      forward(req, res, target, { onDone: release, dropOnRefused: true });
     }, this.mode.delayMs);
     res.on('close', () => {
       if (forwarded) return;

@@ -9,7 +9,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { StorageError } from '../errors.js';
-import type { FragmentStore } from '../ports.js';
+import type { DocKind, FragmentStore } from '../ports.js';
 
 const objectKey = (keyId: string, version: number) => `keys/${keyId}/v${version}.json`;
 const sessionKey = (kind: string, id: string) => `sessions/${kind}/${id}.json`;
@@ -94,17 +94,17 @@ export class S3FragmentStore implements FragmentStore {
     await storage('delete session', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) })));
   }
 
-  getDoc(kind: 'client' | 'control', name: string): Promise<string | null> {
+  getDoc(kind: DocKind, name: string): Promise<string | null> {
     return this.read(docKey(kind, name), 'get doc');
   }
 
-  async putDoc(kind: 'client' | 'control', name: string, body: string): Promise<void> {
+  async putDoc(kind: DocKind, name: string, body: string): Promise<void> {
     await storage('put doc', () =>
       this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: docKey(kind, name), Body: body, ContentType: 'application/json' })),
     );
   }
 
-  async listDocs(kind: 'client' | 'control'): Promise<string[]> {
+  async listDocs(kind: DocKind): Promise<string[]> {
     const names: string[] = [];
     let token: string | undefined;
     const prefix = `meta/${kind}/`;

@@ -40,7 +40,7 @@ export class NodeClient {
     private readonly opts: NodeClientOptions = {},
   ) {}
 
-  async call(node: NodeEndpoint, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
+  async call(node: Pick<NodeEndpoint, 'id' | 'url'>, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
     const observe = this.opts.observe;
     if (!observe) return this.send(node, req, signal);
     const t0 = performance.now();
@@ -55,7 +55,7 @@ export class NodeClient {
     }
   }
 
-  private async send(node: NodeEndpoint, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
+  private async send(node: Pick<NodeEndpoint, 'id' | 'url'>, req: NodeRequest, signal: AbortSignal): Promise<unknown> {
     const query = req.query ?? {};
     // The client's signed request rides along: in a header when there is no body (it is
     // small then), inside the JSON body otherwise, so large signing requests fit API Gateway.

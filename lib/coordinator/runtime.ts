@@ -1,46 +1,30 @@
-/** Wires the Coordinator from the function's environment. */
+/**
+ * Wires the Coordinator from its environment, its own secret (read at run time) and the
+ * membership it learns from the nodes (lib/coordinator/membership.ts). What depends only on
+ * configuration is built once per warm instance; the federation view is rebuilt whenever the
+ * learned membership changes, so a node that joins is used without a restart.
+ */
 import { dynamoClient } from '../aws/clients.js';
 import { DynamoAuditLog } from '../aws/audit-log.js';
 import { DynamoCommitmentPool } from '../aws/commitment-pool.js';
 import { DynamoReplayGuard } from '../aws/replay-guard.js';
 import { DynamoApprovalStore } from '../aws/approval-store.js';
+import { loadSecrets } from '../aws/secrets.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { clientRequestFromHttp } from '../crypto/client-auth.js';
 import type { Principal } from '../access/policy.js';
 import type { HttpRequest } from '../http/api.js';
 import { recordNodeCall, type Telemetry } from '../observability.js';
-import { configKey, coordinatorConfig, type NodeEndpoint } from '../runtime-config.js';
+import { configKey, coordinatorConfig, secretFields, type CoordinatorConfig } from '../runtime-config.js';
 import { Administration } from './admin.js';
 import { withClientRequest } from './client-context.js';
 import { authenticateClient, checkFreshness, ClientDirectory } from './clients.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
-
-export interface FederationView {
-  AWS_REGION: string;
-  FEDKMS_DYNAMODB_ENDPOINT?: string | undefined;
-  AUDIT_TABLE: string;
-  FEDKMS_NODES: NodeEndpoint[];
-  FEDKMS_THRESHOLD: number;
-  REQUEST_BUDGET_MS: number;
-}
-
-/** A Coordinator over the configured nodes, with per-node metrics when telemetry is on. */
-export function federationCoordinator(cfg: FederationView & { POOL_TABLE?: string | undefined }, signingKey: Uint8Array, telemetry?: Telemetry) {
-  const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
-  const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
-  const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
-  const deps = {
-    nodes: cfg.FEDKMS_NODES,
-    threshold: cfg.FEDKMS_THRESHOLD,
-    timeoutMs: cfg.REQUEST_BUDGET_MS,
-    client: new NodeClient(signingKey, fetch, observe ? { observe } : {}),
-    audit,
-    ...(pool ? { pool } : {}),
-  };
-  return { coordinator: new Coordinator(deps), audit, deps };
-}
+import { endpointOf, MembershipView, type LearnedMembership } from './membership.js';
+import { Federation, updateMembership } from './federation.js';
+import { QuorumError } from '../errors.js';
 
 export interface ClientCall {
   who: Principal;
@@ -48,22 +32,88 @@ export interface ClientCall {
   actor: string;
 }
 
-type CoordinatorRuntime = ReturnType<typeof buildCoordinatorRuntime>;
-let built: { key: string; telemetry: Telemetry | undefined; runtime: CoordinatorRuntime } | undefined;
+type Base = Awaited<ReturnType<typeof buildBase>>;
+export type CoordinatorRuntime = ReturnType<typeof buildRuntime>;
+let base: { key: string; telemetry: Telemetry | undefined; value: Promise<Base> } | undefined;
+let view: { digest: string; runtime: CoordinatorRuntime } | undefined;
 
-/** The coordinator's runtime for this configuration: built on the first request of an instance, reused after. */
-export function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry): CoordinatorRuntime {
+/** Configuration alone (synchronous): what a handler needs before the runtime, e.g. the default budget. */
+let parsed: { key: string; cfg: CoordinatorConfig } | undefined;
+export function coordinatorSettings(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
   const key = configKey('coordinator', env);
-  if (built?.key !== key || built.telemetry !== telemetry) built = { key, telemetry, runtime: buildCoordinatorRuntime(env, telemetry) };
-  return built.runtime;
+  if (parsed?.key !== key) parsed = { key, cfg: coordinatorConfig(env) };
+  return parsed.cfg;
 }
 
-function buildCoordinatorRuntime(env: NodeJS.ProcessEnv, telemetry?: Telemetry) {
-  const cfg = coordinatorConfig(env);
-  const { coordinator, audit, deps } = federationCoordinator(cfg, cfg.COORDINATOR_SIGNING_KEY, telemetry);
+/** The coordinator's runtime for the membership it knows now: built on first use, rebuilt when the membership changes. */
+export async function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry): Promise<CoordinatorRuntime> {
+  const b = await coordinatorBase(env, telemetry);
+  const learned = await b.membership.current();
+  if (view?.digest !== learned.digest) view = { digest: learned.digest, runtime: buildRuntime(b, learned) };
+  return view.runtime;
+}
+
+/** What depends on configuration and the coordinator's secret only: built once per warm instance. */
+function coordinatorBase(env: NodeJS.ProcessEnv, telemetry?: Telemetry): Promise<Base> {
+  const key = configKey('coordinator', env);
+  if (base?.key !== key || base.telemetry !== telemetry) {
+    const value = buildBase(env, telemetry);
+    base = { key, telemetry, value };
+    view = undefined;
+    value.catch(() => { if (base?.value === value) base = undefined; });
+  }
+  return base.value;
+}
+
+/**
+ * `PUT /nodes`: works with or without a membership (the first version forms the federation).
+ * The client's request is checked for freshness here; each node checks the administrator's
+ * signature on the document itself, against its own registry.
+ */
+export async function changeMembership(req: HttpRequest, env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry) {
+  const b = await coordinatorBase(env, telemetry);
+  const current = await b.membership.current(true).then((l) => l.signed.document, (e: unknown) => {
+    if (e instanceof QuorumError) return null;
+    throw e;
+  });
+  let signed;
+  try {
+    signed = clientRequestFromHttp({ method: req.method, path: req.rawPath, query: req.query, body: req.rawBody, headers: req.headers });
+    checkFreshness(signed, b.cfg.MAX_CLOCK_SKEW_S);
+  } catch (e) {
+    await recordRefusal(b.audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined, everyFailure: true });
+    throw e;
+  }
+  return withClientRequest(signed, () => updateMembership({ client: b.client, audit: b.audit, timeoutMs: b.cfg.REQUEST_BUDGET_MS }, b.membership, current, req.body, `client:${signed.client}`));
+}
+
+async function buildBase(env: NodeJS.ProcessEnv, telemetry?: Telemetry) {
+  const cfg = coordinatorSettings(env);
+  const secrets = secretFields(await loadSecrets({ AWS_REGION: cfg.AWS_REGION, secretId: cfg.COORDINATOR_SECRET_ID, file: cfg.COORDINATOR_SECRETS_FILE }), { signingPrivate: 32 });
+  const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
+  const client = new NodeClient(secrets.signingPrivate, fetch, observe ? { observe } : {});
+  const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
+  const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
   const replay = new DynamoReplayGuard(dynamoClient(cfg), cfg.REPLAY_TABLE);
   const approvals = cfg.APPROVALS_TABLE ? new DynamoApprovalStore(dynamoClient(cfg), cfg.APPROVALS_TABLE) : undefined;
-  const admin = new Administration(deps, approvals);
+  const membership = new MembershipView({ seeds: cfg.FEDKMS_SEEDS, client, cacheMs: cfg.MEMBERSHIP_CACHE_S * 1000 });
+  return { cfg, client, audit, pool, replay, approvals, membership };
+}
+
+function buildRuntime(b: Base, learned: LearnedMembership) {
+  const { cfg, audit, replay } = b;
+  const members = learned.signed.document.nodes;
+  const deps = {
+    nodes: members.map(endpointOf),
+    threshold: learned.signed.document.threshold,
+    timeoutMs: cfg.REQUEST_BUDGET_MS,
+    client: b.client,
+    audit,
+    ...(b.pool ? { pool: b.pool } : {}),
+  };
+  const coordinator = new Coordinator(deps);
+  const admin = new Administration(deps, b.approvals);
+  const federation = new Federation(deps, learned);
   /**
    * Check the client's signed request, then run `fn` with it attached to every node call
    * `fn` makes, so each node checks it again. Refusals are audited (best effort) and rethrown.
@@ -85,12 +135,12 @@ function buildCoordinatorRuntime(env: NodeJS.ProcessEnv, telemetry?: Telemetry) 
     audit,
     replay,
     dashboardPublicKey: cfg.DASHBOARD_PUBLIC_KEY,
-    threshold: cfg.FEDKMS_THRESHOLD,
-    nodeIds: cfg.FEDKMS_NODES.map((n) => n.id),
+    threshold: deps.threshold,
+    nodeIds: members.map((n) => n.id),
     maxKeys: cfg.DASHBOARD_MAX_KEYS,
     maxAuditItems: cfg.DASHBOARD_AUDIT_SCAN_MAX,
     maxSkewS: cfg.MAX_CLOCK_SKEW_S,
     ownStream: AUDIT_STREAM,
   });
-  return { cfg, coordinator, admin, asClient, dashboard };
+  return { cfg, coordinator, admin, federation, asClient, dashboard, learned };
 }

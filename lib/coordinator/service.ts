@@ -215,7 +215,7 @@ export class Coordinator {
   }
 
   /** Ask every node, wait for all (or their timeouts), keep the well-formed answers. */
-  private async collect<T extends { nodeId: string }>(call: (n: NodeEndpoint, signal: AbortSignal) => Promise<unknown>, schema: z.ZodMiniType<T>) {
+  async collect<T extends { nodeId: string }>(call: (n: NodeEndpoint, signal: AbortSignal) => Promise<unknown>, schema: z.ZodMiniType<T>) {
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: this.deps.timeoutMs,

@@ -62,3 +62,10 @@ export function ed25519KeyPair(): { privateKey: Uint8Array; publicKey: Uint8Arra
     publicKey: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length)),
   };
 }
+
+/** The public key of a 32-byte secret key (seed), as a node derives its identity from its stored secret. */
+export function ed25519PublicFromPrivate(secretKey: Uint8Array): Uint8Array {
+  if (secretKey.length !== 32) throw new Error('Ed25519 secret key must be 32 bytes');
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+  return new Uint8Array(createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length));
+}

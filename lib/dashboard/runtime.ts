@@ -6,6 +6,7 @@
  * because this function's cold start is measured against a budget (bench/cold-start.ts).
  */
 import { fromB64 } from '../encoding.js';
+import { loadSecrets } from '../aws/secrets.js';
 import type { HttpRequest } from '../http/api.js';
 import { requireViewer } from './auth.js';
 import { CoordinatorLink } from './coordinator-link.js';
@@ -43,16 +44,20 @@ function httpUrl(env: NodeJS.ProcessEnv, name: string): string {
   throw bad(name);
 }
 
-export function dashboardConfig(env: NodeJS.ProcessEnv = process.env): DashboardConfig {
+/**
+ * `secret`: the dashboard's own secret ({signingPrivate, viewerToken}), read at run time from
+ * DASHBOARD_SECRET_ID (Secrets Manager) or DASHBOARD_SECRETS_FILE (local), never from the environment.
+ */
+export function dashboardConfig(env: NodeJS.ProcessEnv, secret: Record<string, string>): DashboardConfig {
   let key: Uint8Array;
   try {
-    key = fromB64(env['DASHBOARD_SIGNING_KEY'] ?? '');
+    key = fromB64(secret['signingPrivate'] ?? '');
   } catch {
-    throw bad('DASHBOARD_SIGNING_KEY');
+    throw bad('signingPrivate (dashboard secret)');
   }
-  if (key.length !== 32) throw bad('DASHBOARD_SIGNING_KEY');
-  const token = env['DASHBOARD_TOKEN'] ?? '';
-  if (token.length < 16) throw bad('DASHBOARD_TOKEN');
+  if (key.length !== 32) throw bad('signingPrivate (dashboard secret)');
+  const token = secret['viewerToken'] ?? '';
+  if (token.length < 16) throw bad('viewerToken (dashboard secret)');
   return {
     COORDINATOR_URL: httpUrl(env, 'COORDINATOR_URL'),
     DASHBOARD_SIGNING_KEY: key,
@@ -62,8 +67,21 @@ export function dashboardConfig(env: NodeJS.ProcessEnv = process.env): Dashboard
   };
 }
 
-export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, fetchImpl: typeof fetch = fetch) {
-  const cfg = dashboardConfig(env);
+let built: { key: string; runtime: Promise<ReturnType<typeof buildDashboard>> } | undefined;
+
+/** The dashboard for this environment: its secret is read once per warm instance. */
+export function dashboardRuntime(env: NodeJS.ProcessEnv = process.env, fetchImpl: typeof fetch = fetch): Promise<ReturnType<typeof buildDashboard>> {
+  const key = [env['DASHBOARD_SECRET_ID'], env['DASHBOARD_SECRETS_FILE'], env['COORDINATOR_URL'], env['DASHBOARD_REFRESH_S'], env['COORDINATOR_TIMEOUT_MS']].join('|');
+  if (built?.key !== key || fetchImpl !== fetch) {
+    const runtime = loadSecrets({ AWS_REGION: env['AWS_REGION'] ?? 'us-east-1', secretId: env['DASHBOARD_SECRET_ID'], file: env['DASHBOARD_SECRETS_FILE'] }).then((s) => buildDashboard(dashboardConfig(env, s), fetchImpl));
+    if (fetchImpl !== fetch) return runtime;
+    built = { key, runtime };
+    runtime.catch(() => { if (built?.runtime === runtime) built = undefined; });
+  }
+  return built.runtime;
+}
+
+function buildDashboard(cfg: DashboardConfig, fetchImpl: typeof fetch) {
   const coordinator = new CoordinatorLink(cfg.COORDINATOR_URL, cfg.DASHBOARD_SIGNING_KEY, cfg.COORDINATOR_TIMEOUT_MS, fetchImpl);
   /**
    * Wrong credentials are reported to the coordinator, which audits them (best effort: the

@@ -12,7 +12,7 @@ import { verifyApproval, verifyClientRequest, type ApprovalRequest, type ClientE
 import { canonicalJson } from '../crypto/hash.js';
 import { fromB64, toB64, utf8 } from '../encoding.js';
 import { FragmentCorruptedError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
-import type { FragmentStore, ReplayGuard } from '../ports.js';
+import type { DocKind, FragmentStore, ReplayGuard } from '../ports.js';
 import {
   assertUsable,
   clientRecordSchema,
@@ -76,7 +76,7 @@ export class NodeAccess {
 
   private aad = (kind: string, name: string) => `fedkms/${kind}/v1|${this.deps.nodeId}|${name}`;
 
-  private async readDoc<T>(kind: 'client' | 'control', name: string, schema: z.ZodMiniType<T>): Promise<T | null> {
+  async readDoc<T>(kind: DocKind, name: string, schema: z.ZodMiniType<T>): Promise<T | null> {
     const raw = await this.deps.store.getDoc(kind, name);
     if (raw === null) return null;
     try {
@@ -88,7 +88,7 @@ export class NodeAccess {
     }
   }
 
-  private async writeDoc(kind: 'client' | 'control', name: string, value: unknown): Promise<void> {
+  async writeDoc(kind: DocKind, name: string, value: unknown): Promise<void> {
     await this.deps.store.putDoc(kind, name, JSON.stringify(aesGcmSeal(this.deps.wrapKey, utf8(canonicalJson(value)), this.aad(kind, name))));
   }
 

@@ -1,11 +1,17 @@
-/** Wires a NodeService and its authenticator from the function's environment. */
+/**
+ * Wires a node from its environment, its own secrets (read at run time, lib/aws/secrets.ts)
+ * and the membership document it holds. Two layers: what depends only on configuration and
+ * secrets is built once per warm instance; what depends on the membership (this node's share
+ * index, its peers' identity keys) is rebuilt when the document changes.
+ */
 import { dynamoClient, s3Client } from '../aws/clients.js';
 import { DynamoAuditLog } from '../aws/audit-log.js';
 import { S3FragmentStore } from '../aws/fragment-store.js';
 import { DynamoReplayGuard } from '../aws/replay-guard.js';
+import { loadSecrets } from '../aws/secrets.js';
 import { identifierFor } from '../crypto/shares.js';
 import type { HttpRequest } from '../http/api.js';
-import { configKey, nodeConfig } from '../runtime-config.js';
+import { configKey, nodeConfig, secretFields, type NodeConfig } from '../runtime-config.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { authenticateServiceRequest } from '../access/service-auth.js';
 import { NodeDkg } from './dkg.js';
@@ -16,38 +22,80 @@ import { NodeReshare } from './reshare.js';
 import { NodeAccess } from './access.js';
 import { ClientGate } from './gate.js';
 import { NodeLifecycle } from './lifecycle.js';
+import { NodeMembership } from './membership.js';
 import { decodeEnvelope, ENVELOPE_HEADER, type ClientEnvelope } from '../crypto/client-auth.js';
 import { signStatement } from '../crypto/identity.js';
+import { ed25519PublicFromPrivate } from '../crypto/ed25519-signature.js';
+import { x25519PublicFromPrivate } from '../crypto/seal.js';
+import { toB64 } from '../encoding.js';
+import { ConflictError } from '../errors.js';
+import { membershipDigest, signIdentity, type SignedMembership } from '../federation/membership.js';
 import { fragmentStatement } from '../reconstruction.js';
 
-type NodeRuntime = ReturnType<typeof buildNodeRuntime>;
-let built: { key: string; runtime: NodeRuntime } | undefined;
+type Base = Awaited<ReturnType<typeof buildBase>>;
+export type NodeRuntime = Awaited<ReturnType<typeof buildMemberRuntime>>;
+let base: { key: string; value: Promise<Base> } | undefined;
+let member: { key: string; runtime: NodeRuntime } | undefined;
 
-/** This node's runtime: built on the first request of an instance, reused while its configuration is the same. */
-export function nodeRuntime(env: NodeJS.ProcessEnv = process.env): NodeRuntime {
-  const key = configKey('node', env);
-  if (built?.key !== key) built = { key, runtime: buildNodeRuntime(env) };
-  return built.runtime;
+/** The node-relative path: the same whether the node sits under a shared API or its own (needs only NODE_ID). */
+export function nodeLogicalPath(req: HttpRequest, env: NodeJS.ProcessEnv = process.env): string {
+  const prefix = `/nodes/${env['NODE_ID'] ?? ''}`;
+  return req.rawPath.startsWith(prefix) ? req.rawPath.slice(prefix.length) || '/' : req.rawPath;
 }
 
-function buildNodeRuntime(env: NodeJS.ProcessEnv) {
+/**
+ * This node's runtime for the membership it holds now. `fresh` re-reads the membership
+ * (routes that act on it: DKG, reshare, membership itself); others may use a copy a few seconds old.
+ */
+export async function nodeRuntime(env: NodeJS.ProcessEnv = process.env, fresh = false): Promise<NodeRuntime> {
+  const key = configKey('node', env);
+  if (base?.key !== key) {
+    base = { key, value: buildBase(env) };
+    member = undefined;
+    // A failed build (secrets unreadable) is retried by the next request.
+    base.value.catch(() => { if (base?.key === key) base = undefined; });
+  }
+  const b = await base.value;
+  const signed = await b.membership.current(fresh);
+  const mkey = signed ? membershipDigest(signed.document) : 'none';
+  if (member?.key !== mkey) member = { key: mkey, runtime: buildMemberRuntime(b, signed) };
+  return member.runtime;
+}
+
+async function buildBase(env: NodeJS.ProcessEnv) {
   const cfg = nodeConfig(env);
+  const secrets = secretFields(await loadSecrets({ AWS_REGION: cfg.AWS_REGION, secretId: cfg.NODE_SECRET_ID, file: cfg.NODE_SECRETS_FILE }), { wrapKey: 32, x25519Private: 32, signingPrivate: 32 });
+  const keys = { signingPublic: toB64(ed25519PublicFromPrivate(secrets.signingPrivate)), x25519Public: toB64(x25519PublicFromPrivate(secrets.x25519Private)) };
   const ddb = dynamoClient(cfg);
   const audit = new DynamoAuditLog(ddb, cfg.AUDIT_TABLE);
-  const identity = { nodeId: cfg.NODE_ID, identifier: identifierFor(cfg.NODE_INDEX), wrapKey: cfg.NODE_WRAP_KEY, x25519Private: cfg.NODE_X25519_PRIVATE, version: cfg.FEDKMS_VERSION };
   const store = new S3FragmentStore(s3Client(cfg), cfg.FRAGMENT_BUCKET);
-  const service = new NodeService(identity, { store, audit });
   const replay = new DynamoReplayGuard(ddb, cfg.REPLAY_TABLE);
-  const vault = new SessionVault(store, cfg.NODE_ID, cfg.NODE_WRAP_KEY, cfg.SESSION_TTL_S);
-  const dkg = new NodeDkg({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
+  const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: secrets.wrapKey, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
+  const membership = new NodeMembership({ nodeId: cfg.NODE_ID, ...keys, access, audit, stream: auditStream(cfg.NODE_ID) });
+  /** The self-signed identity document an operator hands to an administrator. */
+  const identity = () => signIdentity({ nodeId: cfg.NODE_ID, endpoint: cfg.NODE_ENDPOINT, ...keys, softwareVersion: cfg.FEDKMS_VERSION, issuedAt: new Date().toISOString() }, secrets.signingPrivate);
+  return { cfg, secrets, keys, audit, store, replay, access, membership, identity };
+}
+
+function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
+  const { cfg, secrets, audit, store, replay, access } = b;
+  const me = b.membership.me(signed?.document);
+  const peers = signed?.document.nodes ?? [];
+  // Before it is a member a node has no share index: it serves its identity and status, and waits.
+  const identity = { nodeId: cfg.NODE_ID, identifier: me ? identifierFor(me.index) : '', wrapKey: secrets.wrapKey, x25519Private: secrets.x25519Private, version: cfg.FEDKMS_VERSION };
+  const service = new NodeService(identity, { store, audit });
+  const vault = new SessionVault(store, cfg.NODE_ID, secrets.wrapKey, cfg.SESSION_TTL_S);
+  const dkg = new NodeDkg({ ...identity, signingKey: secrets.signingPrivate }, peers, service, vault, audit);
   const signing = new NodeSigning(identity, service, vault, audit, replay);
-  const reshare = new NodeReshare({ ...identity, signingKey: cfg.NODE_SIGNING_KEY }, cfg.NODE_PEERS, service, vault, audit);
-  const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: cfg.NODE_WRAP_KEY, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
+  const reshare = new NodeReshare({ ...identity, signingKey: secrets.signingPrivate }, peers, service, vault, audit);
   const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: cfg.NODE_ID, guard: replay } });
   const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);
-  const prefix = `/nodes/${cfg.NODE_ID}`;
-  /** The node-relative path: the same whether the node sits under a shared API or its own. */
-  const logicalPath = (req: HttpRequest) => (req.rawPath.startsWith(prefix) ? req.rawPath.slice(prefix.length) || '/' : req.rawPath);
+  const logicalPath = (req: HttpRequest) => nodeLogicalPath(req, { NODE_ID: cfg.NODE_ID });
+  /** Routes that hold or make shares need a share index: only a member has one. */
+  const requireMember = () => {
+    if (!me) throw new ConflictError('not_a_member', `${cfg.NODE_ID} is not in the federation's membership document${signed ? ` (version ${signed.document.version})` : ' (none received yet)'}`);
+    return me;
+  };
   /** Authenticate and authorize the signer for this route; refusals are audited (best effort) and rethrown. */
   const authenticate = async (req: HttpRequest) => {
     const path = logicalPath(req);
@@ -81,6 +129,8 @@ function buildNodeRuntime(env: NodeJS.ProcessEnv) {
     recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path: logicalPath(req), sourceIp: req.sourceIp, signer: env ? `client:${env.client}` : undefined });
   /** This node's signature over a released fragment, for clients that pin node identity keys. */
   const signFragment = (answer: Parameters<typeof fragmentStatement>[0], recipient: string, requestId: string) =>
-    signStatement(cfg.NODE_SIGNING_KEY, fragmentStatement(answer, recipient, requestId));
-  return { cfg, service, dkg, signing, reshare, access, gate, lifecycle, authenticate, logicalPath, envelope, recordClientRefusal, signFragment };
+    signStatement(secrets.signingPrivate, fragmentStatement(answer, recipient, requestId));
+  /** A statement signed with this node's identity key (its audit report). */
+  const sign = (statement: unknown) => signStatement(secrets.signingPrivate, statement);
+  return { cfg: cfg as NodeConfig, service, dkg, signing, reshare, access, gate, lifecycle, membership: b.membership, signed, me, identity: b.identity, keys: b.keys, audit, requireMember, authenticate, logicalPath, envelope, recordClientRefusal, signFragment, sign };
 }
