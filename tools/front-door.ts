@@ -1,5 +1,5 @@
 /**
- * The local stack's public endpoint, in front of sls offline: what API Gateway and
+ * The coordinator operator's public endpoint, in front of its sls offline: what API Gateway and
  * Lambda's reserved concurrency are in AWS. Each request is counted against the limit
  * of the function its route belongs to (the coordinator, the dashboard, or a node when
  * called through the shared API) and refused with 429 beyond it (tools/admission.ts).
@@ -27,7 +27,12 @@ export function admissionFor(a: Admissions, url: string): Admission | undefined 
 export class FrontDoor {
   private server?: http.Server;
 
-  constructor(private readonly target: string, private readonly admissions: Admissions) {}
+  constructor(private target: string, private readonly admissions: Admissions) {}
+
+  /** Point at a (re)started sls offline. */
+  retarget(target: string): void {
+    this.target = target;
+  }
 
   async start(port: number): Promise<number> {
     this.server = await listen((req, res) => this.handle(req, res), port);

@@ -1,47 +1,49 @@
 /**
- * Starts a complete local federation: a local S3 server (s3rver) and a local DynamoDB
- * server (dynalite) on loopback, the buckets and tables, fresh dev secrets, one proxy
- * port per node, and `sls offline` serving the real handlers. Used by `npm start`,
- * the integration tests, the demo and the benchmark; every port is free-picked unless
- * given, so a test stack never clashes with a running federation.
+ * Starts a complete local federation as separate operators: every node is its own operator
+ * (its own storage process with S3 and DynamoDB servers, its own data directory and secret,
+ * its own `sls offline` serving its own stack), and so is the coordinator (with the
+ * dashboard). Each node's public endpoint is a loopback proxy (its API Gateway: admission
+ * and fault injection). Once all are up, the first administrator forms the federation by
+ * signing the first membership document from the nodes' identity documents, exactly as
+ * `npx fedkms nodes add` does against AWS. Used by `npm start`, `npm run node`, the tests,
+ * the demo and the benchmarks; every port is free-picked unless given.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, createWriteStream } from 'node:fs';
-import net from 'node:net';
-import readline from 'node:readline';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createBuckets, createTables, type TableDeclaration } from '../lib/aws/provision.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { generateX25519 } from '../lib/crypto/seal.js';
 import { generateSigningKey } from '../lib/crypto/request-signing.js';
 import { fromB64, toB64 } from '../lib/encoding.js';
 import type { ClientIdentity } from '../lib/client/signer.js';
+import { FedkmsClient } from '../lib/client/api.js';
+import { addNodes, listNodes } from '../lib/client/membership.js';
 import { NodeProxy, type ProxyMode } from './node-proxy.js';
 import { Admission } from './admission.js';
 import { FrontDoor, type Admissions } from './front-door.js';
+import { OperatorUnit, ROOT, freePort, portFree, waitFor } from './operator.js';
 
-export const ROOT = path.resolve(__dirname, '..');
+export { ROOT };
 
 export interface FederationConfig {
   threshold: number;
-  nodes: { id: string; index?: number }[];
+  nodes: { id: string }[];
   requestBudgetMs?: number;
+  concurrency?: Partial<Record<'coordinator' | 'node' | 'dashboard', number>>;
 }
 
 export interface LocalStackOptions {
-  /** State folder: secrets, S3 objects, descriptor, logs. */
+  /** State folder: one sub-folder per operator (nodes/<id>, coordinator), the administrator key, ports. */
   dir: string;
-  /** Federation config file (default fedkms.config.json). */
+  /** Federation config file (default fedkms.config.json): the first members and the threshold. */
   configFile?: string;
   stage?: string;
+  /** The coordinator's public port. */
   httpPort?: number;
-  s3Port?: number;
-  dynamoPort?: number;
-  /** Keep DynamoDB on disk under dir (the long-running federation) instead of in memory (tests). */
+  /** Keep DynamoDB on disk (the long-running federation) instead of in memory (tests), and reuse ports across restarts. */
   persist?: boolean;
-  /** Override the per-node timeout of the coordinator. */
+  /** Override the request budget of the coordinator (ms). */
   requestBudgetMs?: number;
   /** Override every function's timeout, seconds (sls offline enforces it). */
   functionTimeoutS?: number;
@@ -58,110 +60,86 @@ export interface LocalStack {
   admin: ClientIdentity;
   config: FederationConfig;
   stage: string;
-  s3Endpoint: string;
-  dynamoEndpoint: string;
   secrets: Secrets;
+  /** Each node's public endpoint. */
   proxies: Map<string, NodeProxy>;
+  /** Each operator's processes and storage, by node id and "coordinator". */
+  units: Map<string, OperatorUnit>;
   /** Each function's concurrency limit and counters (admitted, refused, in flight). */
   admissions: Admissions;
-  descriptorFile: string;
+  /** The coordinator's sls offline log. */
   logFile: string;
-  /** Process ids, for benchmarks that split CPU time by process: sls offline (all functions) and the S3/DynamoDB servers. */
-  pids: { offline: number; storage: number };
+  /** Process ids, for benchmarks that split CPU time by process: every sls offline, every storage process. */
+  pids: { offline: number[]; storage: number[] };
   bucketOf(nodeId: string): string;
+  /** The coordinator's audit table; a node's is `auditTableOf(id)`. */
   auditTable: string;
-  s3(): S3Client;
-  dynamo(): DynamoDBClient;
+  auditTableOf(unit: string): string;
+  /** A node's S3 (its own server). */
+  s3(nodeId: string): S3Client;
+  /** An operator's DynamoDB (default: the coordinator's). */
+  dynamo(unit?: string): DynamoDBClient;
   setNode(nodeId: string, mode: ProxyMode): Promise<void>;
-  stopDynamo(): Promise<void>;
-  /** Requests the S3/DynamoDB servers have served so far, by operation ("s3:GET", "dynamodb:PutItem", ...). */
+  /** Kill a node's process (a crash), and start it again. */
+  crashNode(nodeId: string): Promise<void>;
+  restartNode(nodeId: string): Promise<void>;
+  /** Start one more node as a new operator (not yet a member: add its identity document). */
+  addOperator(nodeId: string): Promise<{ url: string; identity: unknown }>;
+  /** Take an operator's DynamoDB away (default: every operator's). */
+  stopDynamo(unit?: string): Promise<void>;
+  /** Requests every operator's S3/DynamoDB servers have served, by operation, summed. */
   storageStats(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
-interface RenderedTemplate {
-  functions: Record<string, { reservedConcurrency?: number }>;
-  resources: { Resources: Record<string, { Type: string; Properties: unknown }> };
-}
+const ID = /^[a-z0-9-]{1,32}$/;
 
-/** The deployment template (deploy/federation.cjs) for this stage: the local stack builds what it declares. */
-function template(stage: string, configFile: string): RenderedTemplate {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { render } = require('../deploy/federation.cjs') as { render: (stage: string, configFile: string) => RenderedTemplate };
-  return render(stage, configFile);
-}
-
-/** The DynamoDB tables of the template. */
-function declaredTables(t: RenderedTemplate): TableDeclaration[] {
-  return Object.values(t.resources.Resources)
-    .filter((r) => r.Type === 'AWS::DynamoDB::Table')
-    .map((r) => r.Properties as TableDeclaration);
-}
-
-/** Every function's reserved concurrency, enforced locally by the front doors. */
-function admissionsOf(t: RenderedTemplate, nodeIds: string[]): Admissions {
-  const limit = (fn: string) => {
-    const c = t.functions[fn]?.reservedConcurrency;
-    if (!c) throw new Error(`the template reserves no concurrency for ${fn}`);
-    return new Admission(fn, c);
-  };
-  return { coordinator: limit('reconstruct'), dashboard: limit('dashboard'), nodes: new Map(nodeIds.map((id) => [id, limit(id)])) };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Dev secrets: node wrapping keys and X25519 keys, the coordinator's signing key, the dashboard's key and viewer token, the first administrator's key pair. */
+/** Dev secrets: node wrapping and identity keys, the coordinator's and dashboard's keys, the viewer token, the first administrator's key pair. */
 export function generateSecrets(nodeIds: string[]): Secrets {
   const out: Secrets = {};
-  for (const id of nodeIds) {
-    const x = generateX25519();
-    const sk = generateSigningKey();
-    out[id] = {
-      wrapKey: toB64(randomBytes(32)),
-      x25519Private: toB64(x.privateKey),
-      x25519Public: toB64(x.publicKey),
-      signingPrivate: toB64(sk.privateKey),
-      signingPublic: toB64(sk.publicKey),
-    };
-  }
+  for (const id of nodeIds) out[id] = nodeSecret();
   const sk = generateSigningKey();
   out['coordinator'] = { privateKey: toB64(sk.privateKey), publicKey: toB64(sk.publicKey) };
   // The dashboard's read-only signing identity and its viewer token (not the API token).
   const dk = generateSigningKey();
   out['dashboard'] = { privateKey: toB64(dk.privateKey), publicKey: toB64(dk.publicKey), viewerToken: randomBytes(24).toString('base64url') };
-  // The first administrator client. In AWS only its public key is a secret of the stack;
-  // the private key stays with the operator (scripts/aws-bootstrap.ts).
+  // The first administrator client: only its public key goes to the nodes.
   const ak = generateSigningKey();
   out['admin'] = { privateKey: toB64(ak.privateKey), publicKey: toB64(ak.publicKey) };
   return out;
 }
 
-function loadOrCreateSecrets(file: string, nodeIds: string[]): Secrets {
-  const fresh = generateSecrets(nodeIds);
-  const old = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Secrets) : {};
-  // Keep every existing value (wrapping keys protect stored fragments); add only what is missing.
-  const s: Secrets = Object.fromEntries(Object.entries(fresh).map(([name, v]) => [name, { ...v, ...(old[name] ?? {}) }]));
+/** One node's secret: its wrapping key and its X25519 and Ed25519 identity keys. */
+export function nodeSecret(): Record<string, string> {
+  const x = generateX25519();
+  const sk = generateSigningKey();
+  return { wrapKey: toB64(randomBytes(32)), x25519Private: toB64(x.privateKey), x25519Public: toB64(x.publicKey), signingPrivate: toB64(sk.privateKey), signingPublic: toB64(sk.publicKey) };
+}
+
+/** A JSON file of secrets, created once with `make` and then kept (wrapping keys protect stored data). */
+function keptSecret(file: string, make: () => Record<string, string>): Record<string, string> {
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+  const s = make();
+  mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(s, null, 2), { mode: 0o600 });
   return s;
 }
 
-async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`${what}: process exited with code ${child.exitCode}`);
-    if (await probe().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 150));
+/** Ports remembered across restarts of a persistent federation, so endpoints in membership documents stay valid. */
+class PortBook {
+  private ports: Record<string, number>;
+  constructor(private readonly file: string | undefined) {
+    this.ports = file && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>) : {};
   }
-  throw new Error(`${what}: not ready after ${timeoutMs} ms`);
+  async take(name: string, wanted?: number): Promise<number> {
+    const remembered = this.ports[name];
+    const port = wanted ?? (remembered && (await portFree(remembered)) ? remembered : await freePort());
+    if (this.file) {
+      this.ports[name] = port;
+      writeFileSync(this.file, JSON.stringify(this.ports, null, 2));
+    }
+    return port;
+  }
 }
 
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
@@ -172,160 +150,167 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   const configFile = path.resolve(opts.configFile ?? path.join(ROOT, 'fedkms.config.json'));
   const config = JSON.parse(readFileSync(configFile, 'utf8')) as FederationConfig;
   const nodeIds = config.nodes.map((n) => n.id);
-  const secrets = loadOrCreateSecrets(path.join(dir, 'secrets.json'), nodeIds);
+  if (nodeIds.length < 2 || nodeIds.some((id) => !ID.test(id)) || new Set(nodeIds).size !== nodeIds.length) throw new Error(`${configFile}: need at least two nodes with unique ids`);
+  const concurrency = { coordinator: 4, node: 6, dashboard: 2, ...(config.concurrency ?? {}) };
+  const requestBudgetMs = opts.requestBudgetMs ?? config.requestBudgetMs ?? 20000;
+  const ports = new PortBook(opts.persist ? path.join(dir, 'ports.json') : undefined);
+
+  // Each operator's secret lives in its own data directory; the administrator's key in none of them.
+  const secrets: Secrets = {};
+  const adminKey = keptSecret(path.join(dir, 'admin.json'), () => {
+    const k = generateSigningKey();
+    return { privateKey: toB64(k.privateKey), publicKey: toB64(k.publicKey) };
+  });
+  secrets['admin'] = adminKey;
+  const coordDir = path.join(dir, 'coordinator');
+  const coordKey = keptSecret(path.join(coordDir, 'secrets.json'), () => {
+    const k = generateSigningKey();
+    return { signingPrivate: toB64(k.privateKey), publicKey: toB64(k.publicKey) };
+  });
+  secrets['coordinator'] = { privateKey: coordKey['signingPrivate']!, publicKey: coordKey['publicKey']! };
+  const dashKey = keptSecret(path.join(coordDir, 'dashboard-secrets.json'), () => {
+    const k = generateSigningKey();
+    return { signingPrivate: toB64(k.privateKey), publicKey: toB64(k.publicKey), viewerToken: randomBytes(24).toString('base64url') };
+  });
+  secrets['dashboard'] = { privateKey: dashKey['signingPrivate']!, publicKey: dashKey['publicKey']!, viewerToken: dashKey['viewerToken']! };
+  // What every operator may know: the public keys a node trusts. `npm run node` reads it.
+  const publicInfo = { stage, coordinatorPublicKey: coordKey['publicKey']!, adminPublicKey: adminKey['publicKey']!, concurrency: concurrency.node };
+  writeFileSync(path.join(dir, 'federation-public.json'), JSON.stringify(publicInfo, null, 2));
+
+  const units = new Map<string, OperatorUnit>();
+  const proxies = new Map<string, NodeProxy>();
+  const admissions: Admissions = { coordinator: new Admission('reconstruct', concurrency.coordinator), dashboard: new Admission('dashboard', concurrency.dashboard), nodes: new Map() };
   const cleanups: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     cleanups.length = 0;
   };
 
+  /** A node operator: its secret, storage and functions, behind its own proxy (the public endpoint). */
+  const startNode = async (id: string) => {
+    const unitDir = path.join(dir, 'nodes', id);
+    const s = keptSecret(path.join(unitDir, 'secrets.json'), nodeSecret);
+    secrets[id] = s;
+    const admission = new Admission(id, concurrency.node);
+    admissions.nodes.set(id, admission);
+    const proxy = new NodeProxy(id, 'http://127.0.0.1:9', admission);
+    proxy.port = await ports.take(id);
+    await proxy.start();
+    proxies.set(id, proxy);
+    cleanups.push(() => proxy.close());
+    const unit = new OperatorUnit({
+      kind: 'node', name: id, dir: unitDir, stage, persist: opts.persist, watch: opts.watch, functionTimeoutS: opts.functionTimeoutS,
+      operator: { id, coordinatorPublicKey: publicInfo.coordinatorPublicKey, adminPublicKey: publicInfo.adminPublicKey, concurrency: concurrency.node },
+      local: { endpoint: proxy.url, secretsFile: path.join(unitDir, 'secrets.json') },
+    });
+    units.set(id, unit);
+    cleanups.push(() => unit.stop());
+    await unit.startStorage();
+    await unit.provision();
+    await unit.startFunctions(`/nodes/${id}/status`, (st) => st === 200);
+    proxy.retarget(`http://127.0.0.1:${unit.offlinePort}/nodes/${id}`);
+    log(`${id}: own storage (S3 ${unit.s3Endpoint}, DynamoDB ${unit.dynamoEndpoint}), own sls offline, endpoint ${proxy.url}`);
+    return { unit, proxy };
+  };
+
   try {
-    // Local S3 (s3rver, objects on disk under dir/s3 so tests can tamper with them) and
-    // local DynamoDB (dynalite), in a child process of their own.
-    const servers = spawn(process.execPath, [path.join(ROOT, 'tools/local-servers.cjs'), JSON.stringify({ dir, s3Port: opts.s3Port ?? 0, dynamoPort: opts.dynamoPort ?? 0, persist: !!opts.persist })], {
-      stdio: ['pipe', 'pipe', 'inherit'],
+    const coordPort = await ports.take('coordinator', opts.httpPort);
+    const url = `http://127.0.0.1:${coordPort}`;
+    // Nodes and the coordinator start side by side: on 2 cores their sls offline builds overlap.
+    const coordinator = new OperatorUnit({
+      kind: 'coordinator', name: 'coordinator', dir: coordDir, stage, persist: opts.persist, watch: opts.watch, functionTimeoutS: opts.functionTimeoutS,
+      operator: { dashboardPublicKey: dashKey['publicKey'], concurrency, requestBudgetMs, seeds: [] as { id: string; url: string }[] },
+      local: { url, secretsFile: path.join(coordDir, 'secrets.json'), dashboardSecretsFile: path.join(coordDir, 'dashboard-secrets.json') },
     });
-    cleanups.push(async () => {
-      if (servers.exitCode !== null) return;
-      const exited = new Promise((r) => servers.once('exit', r));
-      servers.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    });
-    const lines = readline.createInterface({ input: servers.stdout! });
-    const ports = await new Promise<{ s3Port: number; dynamoPort: number }>((resolve, reject) => {
-      servers.once('exit', (code) => reject(new Error(`local S3/DynamoDB servers exited (${code})`)));
-      lines.once('line', (l) => resolve(JSON.parse(l)));
-    });
-    const s3Endpoint = `http://127.0.0.1:${ports.s3Port}`;
-    const dynamoEndpoint = `http://127.0.0.1:${ports.dynamoPort}`;
-    const stopDynamo = async () => {
-      const stopped = new Promise<void>((r) => lines.once('line', () => r()));
-      servers.stdin!.write('stop-dynamo\n');
-      await stopped;
-    };
-    const storageStats = () =>
-      new Promise<Record<string, number>>((resolve, reject) => {
-        // A dead servers process never answers: fail instead of waiting forever.
-        const onExit = () => {
-          lines.off('line', onLine);
-          reject(new Error(`local S3/DynamoDB servers exited (${servers.exitCode ?? servers.signalCode})`));
-        };
-        // Skip any other line (e.g. a stop-dynamo answer) until the stats line.
-        const onLine = (l: string) => {
-          const stats = (JSON.parse(l) as { stats?: Record<string, number> }).stats;
-          if (!stats) return;
-          lines.off('line', onLine);
-          servers.off('exit', onExit);
-          resolve(stats);
-        };
-        if (servers.exitCode !== null || servers.signalCode !== null) return onExit();
-        servers.once('exit', onExit);
-        lines.on('line', onLine);
-        servers.stdin!.write('stats\n');
-      });
-
-    const region = 'us-east-1';
-    // s3rver knows one account, S3RVER; dynalite accepts any credentials.
-    const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-    const s3Client = new S3Client({ region, endpoint: s3Endpoint, forcePathStyle: true, credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
-    const dynamoClient = new DynamoDBClient({ region, endpoint: dynamoEndpoint, credentials });
-    cleanups.push(async () => {
-      s3Client.destroy();
-      dynamoClient.destroy();
-    });
-    const s3 = () => s3Client;
-    const dynamo = () => dynamoClient;
-    const bucketOf = (id: string) => `fedkms-${stage}-${id}`;
-    const auditTable = `fedkms-${stage}-audit`;
-    await createBuckets(s3(), nodeIds.map(bucketOf));
-    const rendered = template(stage, configFile);
-    await createTables(dynamo(), declaredTables(rendered));
-    log(`local S3 (s3rver) at ${s3Endpoint}, local DynamoDB (dynalite) at ${dynamoEndpoint}`);
-
-    // One proxy per node in front of sls offline: each node gets its own loopback endpoint.
-    // The public port is the front door (admission, as API Gateway + reserved concurrency);
-    // sls offline listens on a private port behind it.
-    const admissions = admissionsOf(rendered, nodeIds);
-    const offlinePort = await freePort();
-    const lambdaPort = await freePort();
-    const frontDoor = new FrontDoor(`http://127.0.0.1:${offlinePort}`, admissions);
-    const httpPort = await frontDoor.start(opts.httpPort ?? 0);
+    units.set('coordinator', coordinator);
+    cleanups.push(() => coordinator.stop());
+    const frontDoor = new FrontDoor('http://127.0.0.1:9', admissions);
+    await frontDoor.start(coordPort);
     cleanups.push(() => frontDoor.close());
-    const proxies = new Map<string, NodeProxy>();
-    for (const id of nodeIds) {
-      const p = new NodeProxy(id, `http://127.0.0.1:${offlinePort}/nodes/${id}`, admissions.nodes.get(id));
-      await p.start();
-      proxies.set(id, p);
-      cleanups.push(() => p.close());
-    }
 
-    const descriptorFile = path.join(dir, 'stack.json');
-    const descriptor = {
-      stage,
-      url: `http://127.0.0.1:${httpPort}`,
-      s3Endpoint,
-      dynamoEndpoint,
-      nodeUrls: Object.fromEntries([...proxies].map(([id, p]) => [id, p.url])),
-      secrets,
-    };
-    writeFileSync(descriptorFile, JSON.stringify(descriptor, null, 2), { mode: 0o600 });
-
-    const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_LOCAL_STACK: descriptorFile, FEDKMS_CONFIG: configFile, FEDKMS_STAGE: stage, FEDKMS_BUILD_DIR: path.relative(ROOT, path.join(dir, 'build')) };
-    if (opts.functionTimeoutS) env['FEDKMS_FUNCTION_TIMEOUT'] = String(opts.functionTimeoutS);
-    // A path that never exists: a test stack must not restart because someone saved a file.
-    env['FEDKMS_WATCH_PATTERN'] = opts.watch ? './{functions,lib}/**/*.ts' : './.fedkms-no-watch';
-    if (opts.requestBudgetMs) {
-      const cfgCopy = path.join(dir, 'fedkms.config.json');
-      writeFileSync(cfgCopy, JSON.stringify({ ...config, requestBudgetMs: opts.requestBudgetMs }));
-      env['FEDKMS_CONFIG'] = cfgCopy;
-    }
-    const logFile = path.join(dir, 'offline.log');
-    const out = createWriteStream(logFile, { flags: 'a' });
-    const child = spawn(
-      process.execPath,
-      [path.join(ROOT, 'node_modules/serverless/bin/serverless.js'), 'offline', 'start', '--stage', stage, '--host', '127.0.0.1', '--httpPort', String(offlinePort), '--lambdaPort', String(lambdaPort),
-        // Idle workers live as long as an idle Lambda environment typically does (minutes), not sls offline's 60 s.
-        '--terminateIdleLambdaTime', '600'],
-      // Same process group as the caller: Ctrl-C in a terminal reaches sls offline too.
-      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child.stdout!.pipe(out);
-    child.stderr!.pipe(out);
-    cleanups.push(async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
+    // Seeds: where the coordinator first asks for the membership. Proxy ports are known before any node starts.
+    const seeds: { id: string; url: string }[] = [];
+    const started = nodeIds.map(async (id) => {
+      const r = await startNode(id);
+      return r;
     });
-    const url = descriptor.url;
-    await waitFor('sls offline', async () => (await fetch(`${url}/status`)).status === 200, 90_000, child);
-    log(`sls offline on ${url} (log: ${logFile})`);
+    // The node proxies listen synchronously early in startNode; wait for their ports, then start the coordinator.
+    await waitFor('node endpoints', async () => nodeIds.every((id) => proxies.has(id)), 30_000);
+    for (const id of nodeIds) seeds.push({ id, url: proxies.get(id)!.url });
+    coordinator.spec.operator['seeds'] = seeds;
+    const coordStarted = (async () => {
+      await coordinator.startStorage();
+      await coordinator.provision();
+      // Any answer from the function means it runs; before the membership exists /status is a 503.
+      await coordinator.startFunctions('/status', (st) => st === 200 || st === 503);
+      frontDoor.retarget(`http://127.0.0.1:${coordinator.offlinePort}`);
+    })();
+    await Promise.all([...started, coordStarted]);
+    log(`coordinator: own storage (DynamoDB ${coordinator.dynamoEndpoint}), own sls offline, ${url}`);
+
+    const admin: ClientIdentity = { name: 'admin', privateKey: fromB64(adminKey['privateKey']!) };
+    // Form the federation the way an administrator does: identity documents in, a signed membership out.
+    const client = new FedkmsClient(url, admin);
+    const { listing } = await listNodes(client);
+    if (!listing) {
+      const identities = await Promise.all(nodeIds.map(async (id) => (await fetch(`${proxies.get(id)!.url}/identity`)).json()));
+      const r = await addNodes(client, admin, identities, config.threshold);
+      if (r.status !== 200) throw new Error(`forming the federation failed: ${r.status} ${JSON.stringify(r.body)}`);
+      log(`membership version 1: ${nodeIds.join(', ')} (threshold ${config.threshold}), signed by admin`);
+    }
+    await waitFor('coordinator', async () => (await fetch(`${url}/status`)).status === 200, 30_000);
+
+    const addOperator = async (id: string) => {
+      if (!ID.test(id) || units.has(id)) throw new Error(`cannot add operator ${id}`);
+      const { proxy } = await startNode(id);
+      const identity = await (await fetch(`${proxy.url}/identity`)).json();
+      writeFileSync(path.join(dir, 'nodes', id, 'identity.json'), JSON.stringify(identity, null, 2));
+      return { url: proxy.url, identity };
+    };
+    const unitOf = (name: string) => {
+      const u = units.get(name);
+      if (!u) throw new Error(`no operator ${name}`);
+      return u;
+    };
 
     return {
       url,
-      admin: { name: 'admin', privateKey: fromB64(secrets['admin']!['privateKey']!) },
+      admin,
       config,
       stage,
-      s3Endpoint,
-      dynamoEndpoint,
       secrets,
       proxies,
+      units,
       admissions,
-      descriptorFile,
-      logFile,
-      pids: { offline: child.pid!, storage: servers.pid! },
-      bucketOf,
-      auditTable,
-      s3,
-      dynamo,
+      logFile: coordinator.logFile,
+      get pids() {
+        return { offline: [...units.values()].map((u) => u.offline?.pid).filter((p): p is number => !!p), storage: [...units.values()].map((u) => u.storage?.pid).filter((p): p is number => !!p) };
+      },
+      bucketOf: (id) => `fedkms-${stage}-${id}`,
+      auditTable: `fedkms-${stage}-coordinator-audit`,
+      auditTableOf: (name) => (name === 'coordinator' ? `fedkms-${stage}-coordinator-audit` : `fedkms-${stage}-${name}-audit`),
+      s3: (id) => unitOf(id).s3(),
+      dynamo: (name = 'coordinator') => unitOf(name).dynamo(),
       setNode: async (id, mode) => {
         const p = proxies.get(id);
         if (!p) throw new Error(`no node ${id}`);
         await p.setMode(mode);
       },
-      stopDynamo,
-      storageStats,
+      crashNode: async (id) => unitOf(id).crashFunctions(),
+      restartNode: async (id) => {
+        const u = unitOf(id);
+        await u.startFunctions(`/nodes/${id}/status`, (st) => st === 200);
+        proxies.get(id)!.retarget(`http://127.0.0.1:${u.offlinePort}/nodes/${id}`);
+      },
+      addOperator,
+      stopDynamo: async (name) => {
+        for (const u of name ? [unitOf(name)] : [...units.values()]) await u.stopDynamo();
+      },
+      storageStats: async () => {
+        const sum: Record<string, number> = {};
+        for (const u of units.values()) for (const [k, v] of Object.entries(await u.storageStats())) sum[k] = (sum[k] ?? 0) + v;
+        return sum;
+      },
       stop,
     };
   } catch (e) {
