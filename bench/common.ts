@@ -288,7 +288,8 @@ function procCpuMs(pid: number): number {
 export function cpuSnapshot(stack: LocalStack): CpuSnapshot | undefined {
   try {
     const own = process.cpuUsage();
-    return { offline: procCpuMs(stack.pids.offline), storage: procCpuMs(stack.pids.storage), bench: (own.user + own.system) / 1000 };
+    const sum = (pids: number[]) => pids.reduce((t, p) => t + procCpuMs(p), 0);
+    return { offline: sum(stack.pids.offline), storage: sum(stack.pids.storage), bench: (own.user + own.system) / 1000 };
   } catch {
     return undefined; // not Linux, or a process is gone
   }

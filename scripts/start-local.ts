@@ -1,7 +1,8 @@
 /**
- * `npm start`: a complete local federation on its embedded defaults. Starts local S3
- * and DynamoDB, sls offline with every node and the coordinator, imports the original
- * example key, prints where everything listens, and runs until Ctrl-C.
+ * `npm start`: a complete local federation on its embedded defaults, as separate operators:
+ * every node and the coordinator in its own processes with its own S3 and DynamoDB servers,
+ * data directory and secret. Forms the federation (the first signed membership), imports the
+ * original example key, prints where everything listens, and runs until Ctrl-C.
  * Env: FEDKMS_PORT (default 3000), FEDKMS_CONTROL_PORT (default 3099), FEDKMS_CONFIG.
  */
 import path from 'node:path';
@@ -21,7 +22,10 @@ async function importExample(stack: LocalStack) {
   throw new Error(`importing the example key failed: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
-/** Loopback-only control API, so `npm run demo` can stop and restart a node. */
+/**
+ * Loopback-only control API, so `npm run demo` and the README walkthrough can stop a node
+ * (its process is killed: a real crash), start it again, or make its endpoint slow.
+ */
 function controlServer(stackOf: () => LocalStack | undefined, port: number) {
   return listen(async (req, res) => {
     const stack = stackOf();
@@ -31,9 +35,13 @@ function controlServer(stackOf: () => LocalStack | undefined, port: number) {
       return;
     }
     try {
-      const mode = m[2] === 'stop' ? { kind: 'down' as const } : m[2] === 'slow' ? { kind: 'slow' as const, delayMs: Number(m[3] ?? 2000) } : { kind: 'up' as const };
-      await stack.setNode(m[1]!, mode);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ nodeId: m[1], mode }));
+      const id = m[1]!;
+      if (m[2] === 'stop') await stack.crashNode(id);
+      else if (m[2] === 'start') {
+        await stack.setNode(id, { kind: 'up' });
+        await stack.restartNode(id);
+      } else await stack.setNode(id, { kind: 'slow', delayMs: Number(m[3] ?? 2000) });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ nodeId: id, action: m[2], pid: stack.units.get(id)?.offline?.pid ?? null }));
     } catch (e) {
       res.writeHead(400).end(String((e as Error).message));
     }
@@ -56,16 +64,18 @@ async function main() {
     throw e;
   }
   const example = await importExample(stack);
-  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, nodeKeys: Object.fromEntries([...stack.proxies.keys()].map((id) => [id, stack.secrets[id]!['signingPublic']])), dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
+  // The CLI's view: the coordinator, the administrator's key, and the administrator's public key,
+  // which it uses to check the membership document before pinning node identity keys from it.
+  writeFileSync(path.join(dir, 'federation.json'), JSON.stringify({ url: stack.url, client: { name: stack.admin.name, privateKey: stack.secrets['admin']!['privateKey'] }, adminKeys: { admin: stack.secrets['admin']!['publicKey'] }, dashboardToken: stack.secrets['dashboard']?.['viewerToken'], controlUrl: `http://127.0.0.1:${controlPort}`, nodes: Object.fromEntries([...stack.proxies].map(([id, p]) => [id, p.url])) }, null, 2), { mode: 0o600 });
 
   const t = stack.config.threshold;
   console.log(`
 fedkms local federation is up: ${t}-of-${stack.config.nodes.length}
   coordinator   ${stack.url}            (administrator client "admin": key in .local/federation.json)
-${[...stack.proxies].map(([id, p]) => `  ${id.padEnd(13)} ${p.url}/status`).join('\n')}
-  local S3      ${stack.s3Endpoint}
-  local DynamoDB ${stack.dynamoEndpoint}   (audit table ${stack.auditTable})
-  control       http://127.0.0.1:${controlPort}/nodes/<id>/{stop,start,slow}   (local fault injection)
+${[...stack.proxies].map(([id, p]) => `  ${id.padEnd(13)} ${p.url}/status   (pid ${stack.units.get(id)?.offline?.pid}, data .local/nodes/${id}/, S3 ${stack.units.get(id)?.s3Endpoint}, DynamoDB ${stack.units.get(id)?.dynamoEndpoint})`).join('\n')}
+  coordinator   data .local/coordinator/ (DynamoDB ${stack.units.get('coordinator')?.dynamoEndpoint}, audit table ${stack.auditTable})
+  control       http://127.0.0.1:${controlPort}/nodes/<id>/{stop,start,slow}   (stop kills the node's process; start restarts it)
+  new operator  npm run node -- --id node4   (then: npx fedkms nodes add .local/nodes/node4/identity.json)
   dashboard     ${stack.url}/dashboard   (any user name; password: dashboardToken in .local/federation.json)
   example key   "${EXAMPLE_KEY_ID}" (${EXAMPLE_KEY_HEX}): ${example}
 
@@ -77,7 +87,11 @@ Try:
   npx fedkms status && npx fedkms reconstruct ${EXAMPLE_KEY_ID}
 Ctrl-C stops everything.`);
 
+  let stopping = false;
   const shutdown = async () => {
+    // Ctrl-C reaches every process of the group: say it once, stop once.
+    if (stopping) return;
+    stopping = true;
     console.log('\nfedkms: stopping...');
     control.close();
     await stack.stop();

@@ -142,6 +142,43 @@ class PortBook {
   }
 }
 
+/** What every node operator of a local federation is told: the public keys it trusts. */
+export interface PublicInfo {
+  stage: string;
+  coordinatorPublicKey: string;
+  adminPublicKey: string;
+  concurrency: number;
+}
+
+/**
+ * One node operator, started on its own: secret (kept in its data directory), storage process,
+ * sls offline and public endpoint (a proxy with its admission limit). `npm start` starts one per
+ * configured node; `npm run node` starts one more, as a new operator joining would.
+ */
+export async function startNodeOperator(o: {
+  id: string; dir: string; stage: string; publicInfo: PublicInfo; admission: Admission; port: number;
+  persist?: boolean | undefined; watch?: boolean | undefined; functionTimeoutS?: number | undefined;
+  onProxy?: (p: NodeProxy) => void; onCleanup: (c: () => Promise<void>) => void;
+}): Promise<{ unit: OperatorUnit; proxy: NodeProxy; secret: Record<string, string> }> {
+  const secret = keptSecret(path.join(o.dir, 'secrets.json'), nodeSecret);
+  const proxy = new NodeProxy(o.id, 'http://127.0.0.1:9', o.admission);
+  proxy.port = o.port;
+  await proxy.start();
+  o.onProxy?.(proxy);
+  o.onCleanup(() => proxy.close());
+  const unit = new OperatorUnit({
+    kind: 'node', name: o.id, dir: o.dir, stage: o.stage, persist: o.persist, watch: o.watch, functionTimeoutS: o.functionTimeoutS,
+    operator: { id: o.id, coordinatorPublicKey: o.publicInfo.coordinatorPublicKey, adminPublicKey: o.publicInfo.adminPublicKey, concurrency: o.publicInfo.concurrency },
+    local: { endpoint: proxy.url, secretsFile: path.join(o.dir, 'secrets.json') },
+  });
+  o.onCleanup(() => unit.stop());
+  await unit.startStorage();
+  await unit.provision();
+  await unit.startFunctions(`/nodes/${o.id}/status`, (st) => st === 200);
+  proxy.retarget(`http://127.0.0.1:${unit.offlinePort}/nodes/${o.id}`);
+  return { unit, proxy, secret };
+}
+
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
   const log = opts.log ?? (() => undefined);
   const stage = opts.stage ?? 'local';
@@ -174,7 +211,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   });
   secrets['dashboard'] = { privateKey: dashKey['signingPrivate']!, publicKey: dashKey['publicKey']!, viewerToken: dashKey['viewerToken']! };
   // What every operator may know: the public keys a node trusts. `npm run node` reads it.
-  const publicInfo = { stage, coordinatorPublicKey: coordKey['publicKey']!, adminPublicKey: adminKey['publicKey']!, concurrency: concurrency.node };
+  const publicInfo: PublicInfo = { stage, coordinatorPublicKey: coordKey['publicKey']!, adminPublicKey: adminKey['publicKey']!, concurrency: concurrency.node };
   writeFileSync(path.join(dir, 'federation-public.json'), JSON.stringify(publicInfo, null, 2));
 
   const units = new Map<string, OperatorUnit>();
@@ -188,29 +225,17 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
 
   /** A node operator: its secret, storage and functions, behind its own proxy (the public endpoint). */
   const startNode = async (id: string) => {
-    const unitDir = path.join(dir, 'nodes', id);
-    const s = keptSecret(path.join(unitDir, 'secrets.json'), nodeSecret);
-    secrets[id] = s;
     const admission = new Admission(id, concurrency.node);
     admissions.nodes.set(id, admission);
-    const proxy = new NodeProxy(id, 'http://127.0.0.1:9', admission);
-    proxy.port = await ports.take(id);
-    await proxy.start();
-    proxies.set(id, proxy);
-    cleanups.push(() => proxy.close());
-    const unit = new OperatorUnit({
-      kind: 'node', name: id, dir: unitDir, stage, persist: opts.persist, watch: opts.watch, functionTimeoutS: opts.functionTimeoutS,
-      operator: { id, coordinatorPublicKey: publicInfo.coordinatorPublicKey, adminPublicKey: publicInfo.adminPublicKey, concurrency: concurrency.node },
-      local: { endpoint: proxy.url, secretsFile: path.join(unitDir, 'secrets.json') },
+    const op = await startNodeOperator({
+      id, dir: path.join(dir, 'nodes', id), stage, publicInfo, admission, port: await ports.take(id), persist: opts.persist, watch: opts.watch, functionTimeoutS: opts.functionTimeoutS,
+      onProxy: (p) => proxies.set(id, p),
+      onCleanup: (c) => cleanups.push(c),
     });
-    units.set(id, unit);
-    cleanups.push(() => unit.stop());
-    await unit.startStorage();
-    await unit.provision();
-    await unit.startFunctions(`/nodes/${id}/status`, (st) => st === 200);
-    proxy.retarget(`http://127.0.0.1:${unit.offlinePort}/nodes/${id}`);
-    log(`${id}: own storage (S3 ${unit.s3Endpoint}, DynamoDB ${unit.dynamoEndpoint}), own sls offline, endpoint ${proxy.url}`);
-    return { unit, proxy };
+    secrets[id] = op.secret;
+    units.set(id, op.unit);
+    log(`${id}: own storage (S3 ${op.unit.s3Endpoint}, DynamoDB ${op.unit.dynamoEndpoint}), own sls offline, endpoint ${op.proxy.url}`);
+    return op;
   };
 
   try {

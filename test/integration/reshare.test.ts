@@ -113,7 +113,7 @@ describe('refresh of an imported key', () => {
   });
 
   it('a node that lost its bucket is given a new share without the key being assembled', async () => {
-    await stack.s3().send(new DeleteObjectCommand({ Bucket: stack.bucketOf('node4'), Key: 'keys/imported/v2.json' }));
+    await stack.s3('node4').send(new DeleteObjectCommand({ Bucket: stack.bucketOf('node4'), Key: 'keys/imported/v2.json' }));
     const before = await call(stack, 'GET', '/keys/imported');
     expect(statusOf(before.body, 'node4')).toBe('not_found');
     const r = await call(stack, 'POST', '/keys/imported/reshare', { body: {} });

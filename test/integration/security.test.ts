@@ -272,7 +272,7 @@ describe('key lifecycle (NIST SP 800-57)', () => {
 
   it('destroying a key deletes its fragments from every bucket, audited on every node', async () => {
     for (const nodeId of stack.proxies.keys()) {
-      const list = await stack.s3().send(new ListObjectsV2Command({ Bucket: stack.bucketOf(nodeId), Prefix: 'keys/gone/' }));
+      const list = await stack.s3(nodeId).send(new ListObjectsV2Command({ Bucket: stack.bucketOf(nodeId), Prefix: 'keys/gone/' }));
       expect(list.Contents ?? []).toHaveLength(0);
     }
     const audit = await call(stack, 'GET', '/audit/verify');

@@ -4,7 +4,7 @@
  * private secrets, and every node's plaintext share, recovered here from the buckets
  * with the node's wrapping key. Sealed or encrypted forms are fine; plaintext is not.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ListTablesCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { LocalStack } from '../../tools/local-stack';
@@ -18,7 +18,7 @@ const PUBLIC_FIELDS = new Set(['x25519Public', 'publicKey', 'signingPublic']);
 async function plaintextShares(stack: LocalStack): Promise<Uint8Array[]> {
   const shares: Uint8Array[] = [];
   for (const nodeId of stack.proxies.keys()) {
-    const list = await stack.s3().send(new ListObjectsV2Command({ Bucket: stack.bucketOf(nodeId), Prefix: 'keys/' }));
+    const list = await stack.s3(nodeId).send(new ListObjectsV2Command({ Bucket: stack.bucketOf(nodeId), Prefix: 'keys/' }));
     for (const o of list.Contents ?? []) {
       try {
         const obj = JSON.parse(await readObject(stack, nodeId, o.Key!));
@@ -39,21 +39,28 @@ export interface Leak {
 
 /** Every place the log holds one of `secrets` (bytes), a private stack secret, or a plaintext share. */
 export async function scanLogForSecrets(stack: LocalStack, secrets: { name: string; bytes: Uint8Array }[]): Promise<{ leaks: Leak[]; needles: number; lines: number; shares: number }> {
-  return scanLinesForSecrets(stack, secrets, readFileSync(stack.logFile, 'utf8').split('\n'));
+  // Every operator's log: each node and the coordinator run in their own sls offline.
+  const lines = [...stack.units.values()].flatMap((u) => (existsSync(u.logFile) ? readFileSync(u.logFile, 'utf8').split('\n') : []));
+  return scanLinesForSecrets(stack, secrets, lines);
 }
 
 /** Every item of every DynamoDB table (audit, replay, commitments, approvals), one line each, scanned the same way. */
 export async function scanTablesForSecrets(stack: LocalStack, secrets: { name: string; bytes: Uint8Array }[]) {
-  const ddb = stack.dynamo();
   const lines: string[] = [];
-  const tables = (await ddb.send(new ListTablesCommand({}))).TableNames ?? [];
-  for (const TableName of tables) {
+  const tables: string[] = [];
+  // Every operator's own DynamoDB server.
+  for (const unit of stack.units.keys()) {
+  const ddb = stack.dynamo(unit);
+  const own = (await ddb.send(new ListTablesCommand({}))).TableNames ?? [];
+  tables.push(...own);
+  for (const TableName of own) {
     let start: Record<string, any> | undefined;
     do {
       const page = await ddb.send(new ScanCommand({ TableName, ExclusiveStartKey: start }));
       for (const item of page.Items ?? []) lines.push(`${TableName} ${JSON.stringify(item)}`);
       start = page.LastEvaluatedKey;
     } while (start);
+  }
   }
   return { tables, ...(await scanLinesForSecrets(stack, secrets, lines)) };
 }

@@ -64,12 +64,12 @@ async function callOnce(stack: LocalStack, method: string, p: string, opts: Para
 }
 
 export async function readObject(stack: LocalStack, nodeId: string, key: string): Promise<string> {
-  const r = await stack.s3().send(new GetObjectCommand({ Bucket: stack.bucketOf(nodeId), Key: key }));
+  const r = await stack.s3(nodeId).send(new GetObjectCommand({ Bucket: stack.bucketOf(nodeId), Key: key }));
   return r.Body!.transformToString('utf8');
 }
 
 export async function writeObject(stack: LocalStack, nodeId: string, key: string, body: string): Promise<void> {
-  await stack.s3().send(new PutObjectCommand({ Bucket: stack.bucketOf(nodeId), Key: key, Body: body }));
+  await stack.s3(nodeId).send(new PutObjectCommand({ Bucket: stack.bucketOf(nodeId), Key: key, Body: body }));
 }
 
 export const statusOf = (body: any, nodeId: string): string | undefined =>
@@ -109,7 +109,8 @@ export function clientEnvelope(who: ClientIdentity, method: string, path: string
 /** A node as the coordinator sees it, reached through the stack's proxy (for tests acting as the coordinator). */
 export const nodeEndpoint = (stack: LocalStack, id: string): NodeEndpoint => ({
   id,
-  index: Number(id.replace('node', '')),
+  // The first members get indices in config order (the first membership document).
+  index: stack.config.nodes.findIndex((n) => n.id === id) + 1,
   url: stack.proxies.get(id)!.url,
   x25519Public: stack.secrets[id]!['x25519Public']!,
   signingPublic: stack.secrets[id]!['signingPublic']!,
