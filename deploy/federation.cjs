@@ -12,13 +12,13 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { nodeUnit, coordinatorUnit, concurrencyOf, apiUrl } = require('./parts.cjs');
-const { stageOf, ID } = require('./settings.cjs');
+const { stageOf, ID, RESERVED_IDS, nodeIdOk } = require('./settings.cjs');
 
 function loadConfig(file = process.env.FEDKMS_CONFIG || path.join(__dirname, '..', 'fedkms.config.json')) {
   const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
   const nodes = (cfg.nodes || []).map((n) => ({ id: n.id }));
-  if (nodes.length < 2 || nodes.some((n) => !ID.test(n.id)) || new Set(nodes.map((n) => n.id)).size !== nodes.length) {
-    throw new Error(`${file}: need at least two nodes with unique ids matching ${ID}`);
+  if (nodes.length < 2 || nodes.some((n) => !nodeIdOk(n.id)) || new Set(nodes.map((n) => n.id)).size !== nodes.length) {
+    throw new Error(`${file}: need at least two nodes with unique ids matching ${ID}, none of ${RESERVED_IDS.join(', ')}`);
   }
   if (!Number.isInteger(cfg.threshold) || cfg.threshold < 2 || cfg.threshold > nodes.length) {
     throw new Error(`${file}: threshold must be an integer from 2 to the number of nodes`);

@@ -12,7 +12,7 @@
  */
 'use strict';
 
-/** Use of a node's KMS key stays with the node's role; the account keeps only key administration (see `kmsKeyPolicy`). */
+/** Use of a node's KMS key stays with the node's role; the account keeps key administration, and use only through IAM via S3 or Secrets Manager (see `kmsKey`). */
 const KMS_ADMIN_ACTIONS = [
   'kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:EnableKeyRotation',
   'kms:DisableKeyRotation', 'kms:ListResourceTags', 'kms:TagResource', 'kms:UntagResource', 'kms:EnableKey',
@@ -46,7 +46,7 @@ const auditTable = (name) => ({ ...table(name, ['stream', 'S'], ['seq', 'N'], { 
  * GenerateDataKey, no CreateGrant). An account administrator could still rewrite the policy
  * (kms:PutKeyPolicy) to regain use: that is why one account holds at most one share.
  */
-const kmsKey = (description) => ({
+const kmsKey = (description, viaServices) => ({
   Type: 'AWS::KMS::Key',
   Properties: {
     Description: description,
@@ -55,8 +55,9 @@ const kmsKey = (description) => ({
       Version: '2012-10-17',
       Statement: [
         { Sid: 'AccountAdministersOnly', Effect: 'Allow', Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') }, Action: KMS_ADMIN_ACTIONS, Resource: '*' },
-        // Use is granted by IAM policies of principals in this account: the unit's own role names this key.
-        { Sid: 'UseThroughIamPolicies', Effect: 'Allow', Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: '*', Condition: { StringEquals: { 'kms:CallerAccount': sub('${AWS::AccountId}'), 'kms:ViaService': [sub('s3.${AWS::Region}.amazonaws.com'), sub('secretsmanager.${AWS::Region}.amazonaws.com')] } } },
+        // Use is granted by IAM policies of principals in this account (the unit's own role names this key),
+        // and only through the services that hold data under it: a node's S3 and Secrets Manager, the coordinator's Secrets Manager.
+        { Sid: 'UseThroughIamPolicies', Effect: 'Allow', Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: '*', Condition: { StringEquals: { 'kms:CallerAccount': sub('${AWS::AccountId}'), 'kms:ViaService': viaServices.map((v) => sub(`${v}.\${AWS::Region}.amazonaws.com`)) } } },
       ],
     },
   },
@@ -143,7 +144,7 @@ function nodeUnit(s) {
     [ids.replay]: table(names.replayTable, ['pk', 'S'], undefined, ttl),
   };
   if (!local) {
-    Resources[ids.key] = kmsKey(`fedkms ${stage} ${id}: bucket and secret encryption`);
+    Resources[ids.key] = kmsKey(`fedkms ${stage} ${id}: bucket and secret encryption`, ['s3', 'secretsmanager']);
     Resources[ids.secret] = secretResource(names.secret, ids.key);
     Resources[ids.bucket] = {
       Type: 'AWS::S3::Bucket',
@@ -237,7 +238,7 @@ function coordinatorUnit(s) {
     CoordinatorApprovalTable: table(names.approvalsTable, ['keyId', 'S'], ['digest', 'S'], ttl),
   };
   if (!local) {
-    Resources.CoordinatorKey = kmsKey(`fedkms ${stage} coordinator and dashboard secrets`);
+    Resources.CoordinatorKey = kmsKey(`fedkms ${stage} coordinator and dashboard secrets`, ['secretsmanager']);
     Resources.CoordinatorSecret = secretResource(names.secret, 'CoordinatorKey');
     Resources.DashboardSecret = secretResource(names.dashboardSecret, 'CoordinatorKey');
   }

@@ -9,6 +9,9 @@ const path = require('node:path');
 const { concurrencyOf } = require('./parts.cjs');
 
 const ID = /^[a-z0-9-]{1,32}$/;
+/** Node ids that would name the coordinator's resources (its tables and secrets fedkms-<stage>-coordinator-*, fedkms/<stage>/dashboard) or functions. */
+const RESERVED_IDS = ['coordinator', 'dashboard', 'reconstruct'];
+const nodeIdOk = (id) => typeof id === 'string' && ID.test(id) && !RESERVED_IDS.includes(id);
 const B64_KEY = /^[A-Za-z0-9+/]{43}=$/;
 const DYNAMIC = /^\{\{resolve:secretsmanager:[^}]+\}\}$/;
 
@@ -33,7 +36,7 @@ const publicKey = (v, name, file) => {
 /** A node operator's settings: { id, coordinatorPublicKey, adminPublicKey, concurrency? }. */
 function nodeSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, localFile = process.env.FEDKMS_LOCAL_STACK) {
   const c = readJson(file, 'node stack');
-  if (!ID.test(c.id || '')) throw new Error(`${file}: id must match ${ID}`);
+  if (!nodeIdOk(c.id)) throw new Error(`${file}: id must match ${ID} and not be one of ${RESERVED_IDS.join(', ')}`);
   return {
     stage,
     id: c.id,
@@ -47,7 +50,7 @@ function nodeSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, localFil
 /** The coordinator operator's settings: { seeds: [{id, url}], dashboardPublicKey, concurrency?, requestBudgetMs?, apiAuthorizer? }. */
 function coordinatorSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, localFile = process.env.FEDKMS_LOCAL_STACK) {
   const c = readJson(file, 'coordinator stack');
-  if (!Array.isArray(c.seeds) || c.seeds.length < 1 || c.seeds.some((x) => !ID.test(x.id || '') || !/^https?:\/\/\S+$/.test(x.url || ''))) {
+  if (!Array.isArray(c.seeds) || c.seeds.length < 1 || c.seeds.some((x) => !nodeIdOk(x.id) || !/^https?:\/\/\S+$/.test(x.url || ''))) {
     throw new Error(`${file}: seeds must list at least one node as {"id", "url"}`);
   }
   if (c.apiAuthorizer !== undefined && !['none', 'aws_iam'].includes(c.apiAuthorizer)) throw new Error(`${file}: apiAuthorizer must be "none" or "aws_iam"`);
@@ -66,4 +69,4 @@ function coordinatorSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, l
 
 const stageOf = (options) => (options && options.stage) || process.env.FEDKMS_STAGE || 'dev';
 
-module.exports = { nodeSettings, coordinatorSettings, loadLocal, stageOf, ID };
+module.exports = { nodeSettings, coordinatorSettings, loadLocal, stageOf, ID, RESERVED_IDS, nodeIdOk };
