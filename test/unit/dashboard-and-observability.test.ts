@@ -1,4 +1,7 @@
 /** The dashboard's pure parts (security log, events, sign-in), its signed link to the coordinator, and correlation ids. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { nextRecord } from '../../lib/audit/chain';
 import { presentedCredential, requireViewer } from '../../lib/dashboard/auth';
 import { dashboardState, eventsOf, securityOf } from '../../lib/dashboard/state';
@@ -62,7 +65,11 @@ describe('dashboard sign-in and page', () => {
 describe('dashboard to coordinator, signed with the dashboard key', () => {
   const dashboardKey = generateSigningKey();
   const viewer = 'viewer-token-0123456789';
-  const env = (over: Record<string, string> = {}) => ({ COORDINATOR_URL: 'https://api.example', DASHBOARD_SIGNING_KEY: toB64(dashboardKey.privateKey), DASHBOARD_TOKEN: viewer, ...over });
+  // The dashboard's secret is read at run time from a file (Secrets Manager in AWS), never from its environment.
+  const secret = { signingPrivate: toB64(dashboardKey.privateKey), viewerToken: viewer };
+  const secretsFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'fedkms-dash-')), 'secret.json');
+  writeFileSync(secretsFile, JSON.stringify(secret));
+  const env = (over: Record<string, string> = {}) => ({ COORDINATOR_URL: 'https://api.example', DASHBOARD_SECRETS_FILE: secretsFile, ...over });
   const federation = {
     status: async () => ({ threshold: 2, total: 3, nodesUp: 3, quorum: true, nodes: ['node1', 'node2', 'node3'].map((nodeId) => ({ nodeId, status: 'valid', healthy: true })) }),
     listKeys: async () => ({ keys: [], nodes: [] }),
@@ -70,7 +77,7 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
       throw new Error('no keys');
     },
   };
-  const setup = (o: { feedKey?: Uint8Array | null } = {}) => {
+  const setup = async (o: { feedKey?: Uint8Array | null } = {}) => {
     const feedKey = o.feedKey === null ? undefined : (o.feedKey ?? dashboardKey.publicKey);
     const audit = Object.assign(new MemoryAudit(), { readBounded: async () => ({ records: [...audit.records], complete: true }) });
     const replay = new MemoryReplay();
@@ -91,11 +98,11 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
         return new Response(JSON.stringify({ error: { code: err.code } }), { status: err.status ?? 500 });
       }
     }) as unknown as typeof fetch;
-    return { audit, replay, sent, rt: dashboardRuntime(env(), fetchImpl) };
+    return { audit, replay, sent, rt: await dashboardRuntime(env(), fetchImpl) };
   };
 
   it('reads the state document from the coordinator, and the coordinator accepts that key only once per request id', async () => {
-    const { rt, sent, replay } = setup();
+    const { rt, sent, replay } = await setup();
     const state = await rt.state();
     expect(state.federation).toEqual({ threshold: 2, total: 3, nodesUp: 3, quorum: true });
     expect(state.nodes.map((n) => n.state)).toEqual(['up', 'up', 'up']);
@@ -105,14 +112,14 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
   });
 
   it('is refused when the coordinator does not know its key, and says so without detail', async () => {
-    const { rt } = setup({ feedKey: generateSigningKey().publicKey });
+    const { rt } = await setup({ feedKey: generateSigningKey().publicKey });
     await expect(rt.state()).rejects.toMatchObject({ status: 502, code: 'coordinator_error', details: { status: 401, code: 'signature_invalid' } });
-    const none = setup({ feedKey: null });
+    const none = await setup({ feedKey: null });
     await expect(none.rt.state()).rejects.toMatchObject({ status: 502, details: { code: 'signer_unknown' } });
   });
 
   it('reports a wrong viewer token to the coordinator, which audits it in the dashboard stream; a missing one is not reported', async () => {
-    const { rt, audit } = setup();
+    const { rt, audit } = await setup();
     const req = (authorization?: string) => ({ method: 'GET', rawPath: '/dashboard', headers: authorization ? { authorization } : {}, sourceIp: '192.0.2.7' }) as unknown as HttpRequest;
     await expect(rt.authenticate(req())).rejects.toMatchObject({ code: 'auth_missing' });
     expect(audit.records).toEqual([]);
@@ -125,7 +132,7 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
     const down = (async () => {
       throw new TypeError('fetch failed');
     }) as unknown as typeof fetch;
-    const rt = dashboardRuntime(env(), down);
+    const rt = await dashboardRuntime(env(), down);
     await expect(rt.state()).rejects.toMatchObject({ status: 503, code: 'coordinator_unreachable' });
     await expect(rt.authenticate({ method: 'GET', rawPath: '/dashboard', headers: { authorization: 'Bearer nope' } } as unknown as HttpRequest)).rejects.toMatchObject({ code: 'auth_invalid' });
   });
@@ -137,22 +144,22 @@ describe('dashboard to coordinator, signed with the dashboard key', () => {
       return new Promise((_, reject) => init.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
     }) as unknown as typeof fetch;
     // The default coordinator timeout is 20 s; the report is abandoned at 2 s (AbortSignal.timeout runs on real time).
-    const rt = dashboardRuntime(env(), hang);
+    const rt = await dashboardRuntime(env(), hang);
     await expect(rt.authenticate({ method: 'GET', rawPath: '/dashboard', headers: { authorization: 'Bearer nope' } } as unknown as HttpRequest)).rejects.toMatchObject({ code: 'auth_invalid' });
     expect(signal?.aborted).toBe(true);
   });
 
   it('checks its configuration by hand and names the bad variable', () => {
-    expect(dashboardConfig(env())).toMatchObject({ COORDINATOR_URL: 'https://api.example', DASHBOARD_REFRESH_S: 5, COORDINATOR_TIMEOUT_MS: 20_000 });
-    expect(() => dashboardConfig(env({ COORDINATOR_URL: 'ftp://x' }))).toThrow('COORDINATOR_URL');
-    expect(() => dashboardConfig(env({ DASHBOARD_SIGNING_KEY: toB64(new Uint8Array(31)) }))).toThrow('DASHBOARD_SIGNING_KEY');
-    expect(() => dashboardConfig(env({ DASHBOARD_TOKEN: 'short' }))).toThrow('DASHBOARD_TOKEN');
-    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '1' }))).toThrow('DASHBOARD_REFRESH_S');
-    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '2.5' }))).toThrow('DASHBOARD_REFRESH_S');
+    expect(dashboardConfig(env(), secret)).toMatchObject({ COORDINATOR_URL: 'https://api.example', DASHBOARD_REFRESH_S: 5, COORDINATOR_TIMEOUT_MS: 20_000 });
+    expect(() => dashboardConfig(env({ COORDINATOR_URL: 'ftp://x' }), secret)).toThrow('COORDINATOR_URL');
+    expect(() => dashboardConfig(env(), { ...secret, signingPrivate: toB64(new Uint8Array(31)) })).toThrow('signingPrivate');
+    expect(() => dashboardConfig(env(), { ...secret, viewerToken: 'short' })).toThrow('viewerToken');
+    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '1' }), secret)).toThrow('DASHBOARD_REFRESH_S');
+    expect(() => dashboardConfig(env({ DASHBOARD_REFRESH_S: '2.5' }), secret)).toThrow('DASHBOARD_REFRESH_S');
   });
 
   it('refuses a malformed refusal report (the coordinator validates what the dashboard sends)', async () => {
-    const { audit } = setup();
+    const { audit } = await setup();
     const feed = new DashboardFeed({ federation, audit, replay: new MemoryReplay(), dashboardPublicKey: dashboardKey.publicKey, threshold: 2, nodeIds: [], maxKeys: 1, maxAuditItems: 100, maxSkewS: 60, ownStream: 'reconstruct' });
     await expect(feed.recordRefusal({ code: 'auth_invalid', method: 'GET', path: '/x', extra: 1 })).rejects.toMatchObject({ status: 400, code: 'invalid_input' });
     await expect(feed.recordRefusal({ code: 'DROP TABLE', method: 'GET', path: '/x' })).rejects.toMatchObject({ status: 400 });

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { parse } from 'yaml';
 
 const ROOT = path.resolve(__dirname, '../..');
+// The all-in-one template needs the public keys its units trust (written by `npm run secrets:aws -- --all`).
+process.env['FEDKMS_PUBLIC_KEYS'] = path.join(ROOT, 'fixtures/public-keys.example.json');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { render } = require('../../deploy/federation.cjs') as { render: (stage: string, configFile?: string) => { functions: Record<string, { events: { httpApi: { method: string; path: string } }[] }> } };
 
