@@ -8,6 +8,7 @@
  * (e) no secret value appears anywhere in any template, AWS or local.
  * test/integration/template.test.ts checks the same properties on `serverless package` output.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -457,6 +458,32 @@ describe('(e) no secret value anywhere in any template', () => {
       }
     }
   });
+
+  it('npm run secrets:aws -- --all: its printed secrets appear in no template; the file it writes holds the three public keys only', () => {
+    const file = path.join(dir, 'bootstrap', 'ci.public-keys.json');
+    mkdirSync(path.dirname(file), { recursive: true });
+    const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_CONFIG: configFile, FEDKMS_PUBLIC_KEYS: file };
+    const out = execFileSync(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'scripts/aws-bootstrap.ts'), '--stage', STAGE, '--all'], { cwd: ROOT, env, encoding: 'utf8' });
+    const printed = [...out.matchAll(/--secret-id (\S+) --secret-string '([^']+)'/g)].map((m) => [m[1]!, JSON.parse(m[2]!) as Record<string, string>] as const);
+    expect(printed.map(([id]) => id)).toEqual(['fedkms/ci/coordinator', 'fedkms/ci/dashboard', ...NODE_IDS.map((id) => `fedkms/ci/${id}`)]);
+    const adminKey = out.match(/FEDKMS_CLIENT_KEY='([^']+)'/)![1]!;
+    const values = [adminKey, ...printed.flatMap(([, v]) => Object.entries(v).filter(([k]) => k !== 'publicKey').map(([, x]) => x))];
+    expect(values).toHaveLength(1 + 1 + 2 + 3 * NODE_IDS.length); // admin; coordinator; dashboard key and viewer token; each node's three
+    const keysFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+    expect(Object.keys(keysFile).sort()).toEqual(['admin', 'coordinator', 'dashboard']);
+    expect(keysFile['coordinator']).toBe(printed[0]![1]['publicKey']);
+    expect(keysFile['dashboard']).toBe(printed[1]![1]['publicKey']);
+    process.env['FEDKMS_PUBLIC_KEYS'] = file;
+    try {
+      const text = JSON.stringify(allInOne()) + readFileSync(file, 'utf8');
+      expect(text).toContain(keysFile['admin']);
+      expect(values.filter((v) => text.includes(v))).toEqual([]);
+    } finally {
+      process.env['FEDKMS_PUBLIC_KEYS'] = publicKeysFile;
+    }
+    // It refuses to replace the keys a deployment may already trust.
+    expect(() => execFileSync(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'scripts/aws-bootstrap.ts'), '--stage', STAGE, '--all'], { cwd: ROOT, env, stdio: 'pipe' })).toThrow(/--force/);
+  }, 60_000);
 
   it('the public keys a unit trusts are the public halves only', () => {
     const n = nodeAws('node1').functions['node1']!.environment;
