@@ -22,14 +22,16 @@ const reportSchema = z.object({ nodeId: z.string(), time: z.string(), ok: z.bool
 export class Federation {
   constructor(
     private readonly deps: CoordinatorDeps,
-    private readonly learned: LearnedMembership,
+    /** The latest learned membership (cached briefly by the view): which members vouch for it changes without the document changing. */
+    private readonly learnedNow: () => Promise<LearnedMembership>,
   ) {}
 
   /** Every member: identity, whether it answers, how many keys it holds, and which membership version it has. */
   async list() {
-    const doc = this.learned.signed.document;
+    const learned = await this.learnedNow();
+    const doc = learned.signed.document;
     const { answers, reports } = await new Coordinator(this.deps).collect((n, signal) => this.deps.client.call(n, { method: 'GET', path: '/status' }, signal), statusSchema);
-    const held = new Map(this.learned.reports.map((r) => [r.nodeId, r]));
+    const held = new Map(learned.reports.map((r) => [r.nodeId, r]));
     const nodes = doc.nodes.map((m: Member) => {
       const a = answers.get(m.id);
       const r = reports.find((x) => x.nodeId === m.id);
@@ -47,7 +49,7 @@ export class Federation {
         ...(a ? {} : { status: r?.status ?? 'unreachable', ...(r?.error ? { error: r.error } : {}) }),
       };
     });
-    return { version: doc.version, threshold: doc.threshold, agreed: this.learned.agreed, membership: this.learned.signed, nodes };
+    return { version: doc.version, threshold: doc.threshold, agreed: learned.agreed, membership: learned.signed, nodes };
   }
 
   /**
@@ -56,7 +58,7 @@ export class Federation {
    */
   async verifyAudit() {
     const own = verifyAll(await this.deps.audit.readAll());
-    const members = this.learned.signed.document.nodes;
+    const members = (await this.learnedNow()).signed.document.nodes;
     const nodes = await Promise.all(members.map(async (m) => {
       try {
         const r = reportSchema.parse(await this.deps.client.call(endpointOf(m), { method: 'GET', path: '/audit/verify' }, AbortSignal.timeout(Math.min(15000, this.deps.timeoutMs))));

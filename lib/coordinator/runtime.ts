@@ -113,7 +113,7 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
   };
   const coordinator = new Coordinator(deps);
   const admin = new Administration(deps, b.approvals);
-  const federation = new Federation(deps, learned);
+  const federation = new Federation(deps, () => b.membership.current());
   /**
    * Check the client's signed request, then run `fn` with it attached to every node call
    * `fn` makes, so each node checks it again. Refusals are audited (best effort) and rethrown.
