@@ -152,6 +152,9 @@ function nodeUnit(s) {
       Properties: {
         BucketName: names.bucket,
         VersioningConfiguration: { Status: 'Enabled' },
+        // A share a refresh or reshare deleted must not live on as a noncurrent version: with it, one
+        // account read later would still hold its old-version share, and old shares of t nodes combine.
+        LifecycleConfiguration: { Rules: [{ Id: 'ExpireReplacedShares', Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 }, ExpiredObjectDeleteMarker: true }] },
         PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
         BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: { 'Fn::GetAtt': [ids.key, 'Arn'] } }, BucketKeyEnabled: true }] },
       },

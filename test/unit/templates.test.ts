@@ -195,6 +195,9 @@ describe('(a) a node stack: its role reaches only its own resources', () => {
     expect(bucket['BucketEncryption'].ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault).toEqual({ SSEAlgorithm: 'aws:kms', KMSMasterKeyID: { 'Fn::GetAtt': ['NodeKeyNode2', 'Arn'] } });
     expect(bucket['PublicAccessBlockConfiguration']).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
     expect(u.resources['NodeSecretNode2']!.Properties['KmsKeyId']).toEqual({ Ref: 'NodeKeyNode2' });
+    // Versioned, but a share deleted by refresh or reshare does not survive as an old version for long.
+    expect(bucket['VersioningConfiguration']).toEqual({ Status: 'Enabled' });
+    expect(bucket['LifecycleConfiguration'].Rules).toContainEqual(expect.objectContaining({ Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 } }));
     // It trusts no other account: no resource policy names another principal.
     expect(JSON.stringify(u)).not.toMatch(/iam::\d{12}:|"Principal":"\*"/);
   });
