@@ -142,7 +142,7 @@ export function forward(req: http.IncomingMessage, res: http.ServerResponse, tar
   const upstream = http.request(target, { method: req.method, headers }, (r) => {
     const chunks: Buffer[] = [];
     r.on('data', (c: Buffer) => chunks.push(c));
-    r.on('error', () => fail());
+    r.on('error', (e: NodeJS.ErrnoException) => fail(e));
     r.on('end', () => {
       let status = r.statusCode ?? 502;
       let payload: Buffer | string = Buffer.concat(chunks);
@@ -168,7 +168,7 @@ export function forward(req: http.IncomingMessage, res: http.ServerResponse, tar
     done();
     if (res.writableEnded) return;
     // A function whose process is gone: the caller sees what it would see of a dead machine.
-    if (opts.dropOnRefused && e?.code === 'ECONNREFUSED') {
+    if (opts.dropOnRefused && (e?.code === 'ECONNREFUSED' || e?.code === 'ECONNRESET')) {
       res.socket?.destroy();
       return;
     }

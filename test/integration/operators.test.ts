@@ -79,22 +79,27 @@ describe('separate processes', () => {
   });
 
   it('keeps answering when a node\'s process is killed in the middle of a burst, and names it', async () => {
-    const burst = Array.from({ length: 12 }, (_, i) => (i % 2 ? call(stack, 'POST', '/keys/example/reconstruct') : call(stack, 'POST', '/keys/signer/sign', { body: { message: toB64(Buffer.from(`m${i}`)) } })));
-    await new Promise((r) => setTimeout(r, 150));
-    await stack.crashNode('node2');
-    const answers = await Promise.all(burst);
-    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
-    expect(stack.units.get('node2')!.offline!.exitCode !== null || stack.units.get('node2')!.offline!.signalCode !== null).toBe(true);
-    const after = await call(stack, 'POST', '/keys/example/reconstruct');
-    expect(after.status).toBe(200);
-    expect(after.body.secret.hex.toUpperCase()).toBe(SECRET);
-    expect(['unreachable', 'cancelled']).toContain(statusOf(after.body, 'node2'));
-    const status = await call(stack, 'GET', '/status');
-    expect(statusOf(status.body, 'node2')).toBe('unreachable');
-    // Each operator's audit chain is gathered from that operator; the one that is down is named.
-    const audit = await call(stack, 'GET', '/audit/verify');
-    expect(audit.body).toMatchObject({ ok: true, complete: false, missing: ['node2'] });
-    await stack.restartNode('node2');
+    try {
+      const burst = Array.from({ length: 12 }, (_, i) => (i % 2 ? call(stack, 'POST', '/keys/example/reconstruct') : call(stack, 'POST', '/keys/signer/sign', { body: { message: toB64(Buffer.from(`m${i}`)) } })));
+      await new Promise((r) => setTimeout(r, 150));
+      await stack.crashNode('node2');
+      const answers = await Promise.all(burst);
+      // Every caller gets its answer (the bodies of any failure are shown).
+      expect(answers.filter((a) => a.status !== 200).map((a) => a.text)).toEqual([]);
+      const node2 = stack.units.get('node2')!.offline!;
+      expect(node2.exitCode !== null || node2.signalCode !== null).toBe(true);
+      const after = await call(stack, 'POST', '/keys/example/reconstruct');
+      expect(after.status).toBe(200);
+      expect(after.body.secret.hex.toUpperCase()).toBe(SECRET);
+      expect(['unreachable', 'cancelled']).toContain(statusOf(after.body, 'node2'));
+      const status = await call(stack, 'GET', '/status');
+      expect(statusOf(status.body, 'node2')).toBe('unreachable');
+      // Each operator's audit chain is gathered from that operator; the one that is down is named.
+      const audit = await call(stack, 'GET', '/audit/verify');
+      expect(audit.body).toMatchObject({ ok: true, complete: false, missing: ['node2'] });
+    } finally {
+      await stack.restartNode('node2');
+    }
     const back = await call(stack, 'GET', '/audit/verify');
     expect(back.body).toMatchObject({ ok: true, complete: true, missing: [] });
     expect(back.body.nodes.map((n: { nodeId: string; status: string }) => [n.nodeId, n.status])).toEqual([['node1', 'ok'], ['node2', 'ok'], ['node3', 'ok']]);
