@@ -29,10 +29,13 @@ const authed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Prom
     const rt = await coordinatorRuntime(process.env, obs);
     return rt.asClient(req, (call) => fn(rt, req, call));
   };
-/** Relay the client's request to the nodes, each of which authenticates and authorizes it itself. */
-const relayed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>) =>
+/**
+ * Relay the client's request to the nodes, each of which authenticates and authorizes it itself.
+ * `fresh`: the route picks members (create, reshare), so the membership is asked for first.
+ */
+const relayed = <T>(fn: (rt: Runtime, req: HttpRequest, call: ClientCall) => Promise<T>, fresh = false) =>
   async (req: HttpRequest) => {
-    const rt = await coordinatorRuntime(process.env, obs);
+    const rt = await coordinatorRuntime(process.env, obs, fresh);
     return rt.asClient(req, (call) => fn(rt, req, call), 'nodes');
   };
 /** The dashboard function's calls: its key is accepted on these routes only. */
@@ -57,11 +60,11 @@ export const handler = httpApi({
       const input = parseInput(createKeySchema, req.body ?? {});
       parseKeyId(input.keyId);
       return { status: 201, body: await rt.coordinator.createKey(input, actor) };
-    }),
+    }, true),
     'GET /keys/{keyId}': relayed((rt, req) => rt.coordinator.describeKey(keyOf(req))),
     'POST /keys/{keyId}/sign': authed((rt, req, { actor }) => rt.coordinator.sign(keyOf(req), parseInput(signSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/refresh': relayed((rt, req, { actor }) => rt.coordinator.refresh(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
-    'POST /keys/{keyId}/reshare': relayed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/reshare': relayed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor), true),
     'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(keyOf(req), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
     'GET /keys/{keyId}/public': relayed((rt, req) => rt.coordinator.publicKey(keyOf(req))),
     'POST /keys/{keyId}/reconstruct': relayed(async (rt, req, { who, actor }) => {

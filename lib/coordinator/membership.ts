@@ -37,18 +37,32 @@ export interface LearnedMembership {
 /** A member as the fan-out code addresses it. */
 export const endpointOf = (m: Member): NodeEndpoint => ({ id: m.id, index: m.index, url: m.endpoint, x25519Public: m.x25519Public, signingPublic: m.signingPublic });
 
+/** How long a learned membership stays usable while the nodes cannot be asked. */
+const STALE_MS = 5 * 60_000;
+
 export class MembershipView {
   private learned: LearnedMembership | undefined;
   private inflight: Promise<LearnedMembership> | undefined;
 
   constructor(private readonly d: { seeds: SeedEntry[]; client: NodeClient; cacheMs: number; askTimeoutMs?: number }) {}
 
-  /** The membership, from the instance cache while it is fresh; `force` asks the nodes now. */
+  /**
+   * The membership, from the instance cache while it is fresh; `force` asks the nodes now.
+   * When asking fails (members busy, slow or down) a membership learned in the last
+   * STALE_MS is used rather than refusing every request: members change rarely, and a
+   * change signed since then only matters to a reshare, which asks afresh (`force`).
+   */
   async current(force = false): Promise<LearnedMembership> {
-    if (!force && this.learned && Date.now() - this.learned.learnedAt < this.d.cacheMs) return this.learned;
+    const known = this.learned;
+    if (!force && known && Date.now() - known.learnedAt < this.d.cacheMs) return known;
     // Concurrent requests of one instance share one round of questions.
     this.inflight ??= this.learn().finally(() => { this.inflight = undefined; });
-    return this.inflight;
+    try {
+      return await this.inflight;
+    } catch (e) {
+      if (!force && known && Date.now() - known.learnedAt < STALE_MS) return known;
+      throw e;
+    }
   }
 
   invalidate(): void {
@@ -56,15 +70,16 @@ export class MembershipView {
   }
 
   private async ask(targets: Map<string, string>, answers: Map<string, NodeMembershipReport & { doc?: SignedMembership | null }>) {
+    // As long as the request can spare: a busy member is slow, not gone.
     const remaining = currentDeadline()?.remaining() ?? 5000;
-    const timeout = Math.max(50, Math.min(this.d.askTimeoutMs ?? 3000, remaining - 200));
+    const timeout = Math.max(50, Math.min(this.d.askTimeoutMs ?? 10_000, remaining / 2));
     await Promise.all([...targets].filter(([id]) => !answers.has(id)).map(async ([id, url]) => {
       try {
         const raw = await this.d.client.call({ id, url }, { method: 'GET', path: '/membership' }, AbortSignal.timeout(timeout));
         const a = answerSchema.parse(raw);
         answers.set(id, { nodeId: id, url, version: a.membership?.document.version ?? null, agrees: false, doc: a.membership });
       } catch (e) {
-        const code = (e as { code?: string }).code ?? (e instanceof Error && e.name === 'TimeoutError' ? 'timeout' : 'unreachable');
+        const code = e instanceof Error && e.name === 'TimeoutError' ? 'timeout' : typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'unreachable';
         answers.set(id, { nodeId: id, url, agrees: false, error: code });
       }
     }));

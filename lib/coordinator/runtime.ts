@@ -45,10 +45,14 @@ export function coordinatorSettings(env: NodeJS.ProcessEnv = process.env): Coord
   return parsed.cfg;
 }
 
-/** The coordinator's runtime for the membership it knows now: built on first use, rebuilt when the membership changes. */
-export async function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry): Promise<CoordinatorRuntime> {
+/**
+ * The coordinator's runtime for the membership it knows now: built on first use, rebuilt when
+ * the membership changes. `fresh` asks the nodes first (operations that pick members: create,
+ * reshare), so a node an administrator just added is usable at once on every instance.
+ */
+export async function coordinatorRuntime(env: NodeJS.ProcessEnv = process.env, telemetry?: Telemetry, fresh = false): Promise<CoordinatorRuntime> {
   const b = await coordinatorBase(env, telemetry);
-  const learned = await b.membership.current();
+  const learned = await b.membership.current(fresh);
   if (view?.digest !== learned.digest) view = { digest: learned.digest, runtime: buildRuntime(b, learned) };
   return view.runtime;
 }
