@@ -25,6 +25,7 @@ const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(),
 const keyQuery = z.strictObject({ keyId: z.string(), version: versionParam });
 const stateBody = z.extend(transitionSchema, { keyId: z.string() }); // strict, as transitionSchema is
 const policyBody = z.strictObject({ keyId: z.string(), policy: policySchema });
+const auditQuery = z.strictObject({ limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(20_000)), 2000) });
 
 type Runtime = NodeRuntime;
 const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
@@ -67,6 +68,11 @@ export const handler = httpApi({
     'PUT /membership': authed((rt, req, signer) => rt.membership.update(req.body, signer)),
     // This node's own audit chains, verified here and signed with its identity key.
     'GET /audit/verify': authed(async (rt) => auditReport(rt.cfg.NODE_ID, await rt.audit.readAll(), rt.sign)),
+    // A bounded read of its chains, for the dashboard's events and security log.
+    'GET /audit/records': authed(async (rt, req) => {
+      const { limit } = parseInput(auditQuery, req.query);
+      return { nodeId: rt.cfg.NODE_ID, ...(await rt.audit.readBounded(limit)) };
+    }),
     'GET /keys': authed((rt) => rt.service.listKeys()),
     'GET /key': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery, req.query);

@@ -24,6 +24,7 @@ import { NodeClient } from './node-client.js';
 import { AUDIT_STREAM, Coordinator } from './service.js';
 import { endpointOf, MembershipView, type LearnedMembership } from './membership.js';
 import { Federation, updateMembership } from './federation.js';
+import { FederatedAuditReader } from './federated-audit.js';
 import { QuorumError } from '../errors.js';
 
 export interface ClientCall {
@@ -134,9 +135,11 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
     }
     return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));
   };
+  const federatedAudit = new FederatedAuditReader(audit, deps.nodes, b.client, 5000);
   const dashboard = new DashboardFeed({
     federation: coordinator,
-    audit,
+    // Appends go to the coordinator's own chains; reads gather every member's too.
+    audit: { append: (stream, entry) => audit.append(stream, entry), readAll: () => audit.readAll(), readBounded: (max) => federatedAudit.readBounded(max) },
     replay,
     dashboardPublicKey: cfg.DASHBOARD_PUBLIC_KEY,
     threshold: deps.threshold,

@@ -47,6 +47,8 @@ function signedCoordinatorRequest(path: string, key: string, payload?: unknown) 
 }
 
 const viewerToken = () => stack.secrets['dashboard']!['viewerToken']!;
+/** Every operator's sls offline log: each node and the coordinator log on their own. */
+const allLogs = () => [...stack.units.values()].map((u) => { try { return readFileSync(u.logFile, 'utf8'); } catch { return ''; } }).join('\n');
 
 beforeAll(async () => {
   stack = await testStack();
@@ -195,24 +197,25 @@ describe('logs and metrics', () => {
     const r = await call(stack, 'POST', '/keys/example/reconstruct', { headers: { 'x-fedkms-correlation-id': id } });
     expect(r.status).toBe(200);
     const services = () =>
-      readFileSync(stack.logFile, 'utf8')
+      allLogs()
         .split('\n')
         .filter((l) => l.includes(`"correlation_id":"${id}"`))
         .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { service: string; function_name: string });
     const nodesReached = (r.body.nodes as { nodeId: string; status: string }[]).filter((n) => n.status === 'valid').map((n) => n.nodeId);
-    const expected = (fns: Set<string>) => [...fns].some((f) => f.endsWith('-reconstruct')) && nodesReached.every((n) => fns.has(`fedkms-local-${n}`));
+    // Each node is its own stack (service fedkms-<id>), logging in its own sls offline.
+    const expected = (fns: Set<string>) => [...fns].some((f) => f.endsWith('-reconstruct')) && nodesReached.every((n) => fns.has(`fedkms-${n}-local-${n}`));
     // The log is written by another process, and the coordinator logs after its nodes:
     // wait until every line the assertions need is there, not for a time or a count.
     for (let i = 0; i < 100 && !expected(new Set(services().map((s) => s.function_name))); i++) await new Promise((res) => setTimeout(res, 100));
     const fns = new Set(services().map((s) => s.function_name));
     expect([...fns].some((f) => f.endsWith('-reconstruct'))).toBe(true);
-    for (const n of nodesReached) expect(fns).toContain(`fedkms-local-${n}`);
+    for (const n of nodesReached) expect(fns).toContain(`fedkms-${n}-local-${n}`);
     // A malformed correlation id is replaced, never logged as given.
     await call(stack, 'GET', '/status', { headers: { 'x-fedkms-correlation-id': 'bad id with spaces"}' } });
   });
 
   it('emits EMF metrics for operations, per-node failures and latency, tampering and auth events', () => {
-    const emf = readFileSync(stack.logFile, 'utf8')
+    const emf = allLogs()
       .split('\n')
       .filter((l) => l.includes('"_aws"'))
       .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as Record<string, any>);
@@ -225,7 +228,7 @@ describe('logs and metrics', () => {
     expect(has('TamperDetected', { node: 'node2', kind: 'corrupted' })).toBe(true);
     expect(has('AuthFailures', { code: 'auth_invalid' })).toBe(true);
     expect(has('ReplayRejected', { code: 'request_replayed' })).toBe(true);
-    expect(readFileSync(stack.logFile, 'utf8')).not.toContain('bad id with spaces');
+    expect(allLogs()).not.toContain('bad id with spaces');
   });
 
   it('leaves no key or share material anywhere in the logs of the whole run', async () => {
