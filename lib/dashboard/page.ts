@@ -33,8 +33,8 @@ const SCRIPT = `
 "use strict";
 (function () {
   var refresh = Number(document.querySelector('meta[name="fedkms-refresh"]').content) || 5;
-  // An absolute URL from location.origin, which never carries user:password@: opened as
-  // http://user:token@host/dashboard, a relative fetch() would resolve against the credentials and throw.
+  // An absolute URL from location.origin, which never carries user:password@. Opened with
+  // credentials in its address, the page's relative fetch() would resolve against them and throw.
   var api = location.origin + location.pathname.replace(/\\/+$/, '') + '/api/state';
   function el(tag, attrs, kids) {
     var e = document.createElement(tag);
