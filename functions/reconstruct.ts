@@ -65,7 +65,7 @@ export const handler = httpApi({
     'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(keyOf(req), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
     // Public keys are public: anyone may check a signature. Asked without a client request,
     // each node describes the key to the coordinator alone (no describe permission involved).
-    'GET /keys/{keyId}/public': async (req) => coordinatorRuntime(process.env, obs).coordinator.publicKey(keyOf(req)),
+    'GET /keys/{keyId}/public': async (req) => (await coordinatorRuntime(process.env, obs)).coordinator.publicKey(keyOf(req)),
     'POST /keys/{keyId}/reconstruct': relayed(async (rt, req, { who, actor }) => {
       const keyId = keyOf(req);
       const input = parseInput(reconstructSchema, req.body ?? {});

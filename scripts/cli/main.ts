@@ -56,7 +56,7 @@ const COMMANDS: CommandSpec<Ctx>[] = [
   },
   {
     words: ['keys', 'state'], args: ['<keyId>', '<state>'], summary: 'lifecycle transition on every node: active, disabled, compromised, destroyed (or pre-active)',
-    details: 'disabled: every node refuses to use the key until it is active again. compromised: for good, never used again.\ndestroyed: every version deleted from every node, for good (needs --yes); the key then answers 410.',
+    details: 'disabled: every node refuses to use the key until it is active again. compromised: for good, never used again.\ndestroyed: every version deleted from every node, for good (needs --yes); the key then answers 410.\nTransitions: pre-active -> active, compromised, destroyed; active -> disabled, compromised;\ndisabled -> active, compromised, destroyed; compromised -> destroyed.',
     options: { reason: opt('string', 'TEXT', 'recorded in the audit chain'), yes: opt('boolean', undefined, 'confirm destruction') },
     federation: true, run: (c, p) => cmdState(c, keyIdArg(p.args[0]), p.args[1]!),
   },

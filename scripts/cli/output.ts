@@ -75,6 +75,7 @@ export function hintFor(code: string, message: string, a: ApiAnswer): string | u
   if (code === 'not_authorized') return "The key's policy does not allow this client to do that; an administrator of the key can change it with `fedkms keys policy KEY --set`.";
   if (code === 'approvals_required' || code === 'approvals_expired') return 'This key needs approvals: `fedkms approvals open KEY`, have approvers run `fedkms approvals approve KEY DIGEST`, then `fedkms reconstruct KEY --request FILE`.';
   if (code === 'key_not_exportable') return 'A key born by DKG is never reconstructed: sign with it (`fedkms sign`) instead.';
+  if (code === 'illegal_transition') return 'Allowed: pre-active -> active, compromised, destroyed; active -> disabled, compromised; disabled -> active, compromised, destroyed; compromised -> destroyed.';
   if (code === 'use_reshare') return 'A refresh keeps the threshold and nodes; to change them use `fedkms keys reshare KEY --threshold T --nodes a,b,c`.';
   return undefined;
 }
