@@ -7,7 +7,7 @@ import { fromB64, wipe } from '../../lib/encoding.js';
 import { UsageError } from './args.js';
 import { readInput, secretFromFlags } from './input.js';
 import { EXIT, failure, ms, nodeLabel, nodeTable, out, printApplied, reportsOf, table, type Report } from './output.js';
-import { keyIdArg, probeWithProgress, str, type Ctx } from './target.js';
+import { probeWithProgress, str, type Ctx } from './target.js';
 
 export async function cmdStatus(ctx: Ctx): Promise<number> {
   const t = ctx.target();
@@ -278,4 +278,3 @@ export async function cmdAuditVerify(ctx: Ctx): Promise<number> {
   return v.ok ? EXIT.ok : EXIT.failed;
 }
 
-export { keyIdArg };
