@@ -1,7 +1,7 @@
 /**
  * The public API (the "secure aggregator"): keys, signing, reconstruction, clients,
  * lifecycle, policies, approvals, membership and audit verification. Stateless: any number of
- * copies can run. Every route but /status needs a client-signed request; the nodes
+ * copies can run. Every route but /status and a key's public key needs a client-signed request; the nodes
  * check that same request again before they release or change anything. The two
  * /federation routes serve the dashboard function, signed with its own key.
  */
@@ -66,7 +66,9 @@ export const handler = httpApi({
     'POST /keys/{keyId}/refresh': relayed((rt, req, { actor }) => rt.coordinator.refresh(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/reshare': relayed((rt, req, { actor }) => rt.coordinator.reshare(keyOf(req), parseInput(reshareSchema, req.body ?? {}), actor), true),
     'POST /keys/{keyId}/preprocess': authed((rt, req) => rt.coordinator.preprocess(keyOf(req), parseInput(preprocessSchema, req.body ?? {}).count ?? 10)),
-    'GET /keys/{keyId}/public': relayed((rt, req) => rt.coordinator.publicKey(keyOf(req))),
+    // Public keys are public: anyone may check a signature. Asked without a client request,
+    // each node describes the key to the coordinator alone (no describe permission involved).
+    'GET /keys/{keyId}/public': async (req) => (await coordinatorRuntime(process.env, obs)).coordinator.publicKey(keyOf(req)),
     'POST /keys/{keyId}/reconstruct': relayed(async (rt, req, { who, actor }) => {
       const keyId = keyOf(req);
       const input = parseInput(reconstructSchema, req.body ?? {});

@@ -167,3 +167,109 @@ export function allowedSignersLine(principal: string, publicKey: Uint8Array, nam
   }
   return `${principal} namespaces="${namespaces.join(',')}" ${key}`;
 }
+
+/** Reads RFC 4251 `string`s off a buffer; throws on anything truncated. */
+class SshReader {
+  private at = 0;
+  constructor(private readonly buf: Uint8Array, private readonly what: string) {}
+  private need(n: number): void {
+    if (this.at + n > this.buf.length) throw new BadRequestError('invalid_encoding', `${this.what} is truncated`);
+  }
+  uint32(): number {
+    this.need(4);
+    const n = new DataView(this.buf.buffer, this.buf.byteOffset + this.at, 4).getUint32(0);
+    this.at += 4;
+    return n;
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const b = this.buf.slice(this.at, this.at + n);
+    this.at += n;
+    return b;
+  }
+  string(): Uint8Array {
+    return this.bytes(this.uint32());
+  }
+  text(): string {
+    return Buffer.from(this.string()).toString('utf8');
+  }
+  end(): void {
+    if (this.at !== this.buf.length) throw new BadRequestError('invalid_encoding', `${this.what} has trailing bytes`);
+  }
+}
+
+/** The raw key out of an SSH wire-format `ssh-ed25519` public key blob. */
+function fromSshBlob(blob: Uint8Array): Uint8Array {
+  const r = new SshReader(blob, 'SSH public key');
+  if (r.text() !== KEY_TYPE) throw new BadRequestError('invalid_public_key', 'only ssh-ed25519 keys are supported');
+  const raw = r.string();
+  r.end();
+  assertEd25519PublicKey(raw);
+  return raw;
+}
+
+/**
+ * An Ed25519 public key given in any of the forms this project prints: SPKI PEM, an
+ * OpenSSH line (`ssh-ed25519 AAAA... [comment]`, as in *.pub and allowed_signers files),
+ * 64 hex digits, or the 32 raw bytes. Third parties check signatures with it, so it is
+ * validated as strictly as a key the federation serves.
+ */
+export function parseEd25519PublicKey(input: Uint8Array | string): Uint8Array {
+  const bytes = typeof input === 'string' ? utf8(input) : input;
+  const text = Buffer.from(bytes).toString('utf8').trim();
+  if (text.startsWith('-----BEGIN PUBLIC KEY-----')) {
+    let jwk: { kty?: string; crv?: string; x?: string };
+    try {
+      jwk = createPublicKey({ key: text, format: 'pem' }).export({ format: 'jwk' }) as typeof jwk;
+    } catch {
+      throw new BadRequestError('invalid_public_key', 'not a readable PEM public key');
+    }
+    if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !jwk.x) throw new BadRequestError('invalid_public_key', 'the PEM key is not an Ed25519 key');
+    const raw = new Uint8Array(Buffer.from(jwk.x, 'base64url'));
+    assertEd25519PublicKey(raw);
+    return raw;
+  }
+  // An OpenSSH line, possibly preceded by a principal (allowed_signers): find the key type.
+  const ssh = /(?:^|\s)ssh-ed25519\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)/.exec(text);
+  if (ssh) return fromSshBlob(new Uint8Array(Buffer.from(ssh[1]!, 'base64')));
+  if (/^(?:0x)?[0-9a-fA-F]{64}$/.test(text)) {
+    const raw = new Uint8Array(Buffer.from(text.replace(/^0x/i, ''), 'hex'));
+    assertEd25519PublicKey(raw);
+    return raw;
+  }
+  if (bytes.length === 32) {
+    assertEd25519PublicKey(bytes);
+    return new Uint8Array(bytes);
+  }
+  throw new BadRequestError('invalid_public_key', 'expected an Ed25519 public key as PEM, an OpenSSH ssh-ed25519 line, or 64 hex digits');
+}
+
+export interface SshSignature {
+  publicKey: Uint8Array;
+  namespace: string;
+  hashAlg: SshHashAlg;
+  /** The 64-byte Ed25519 signature over `sshsigSignedData(message, namespace, hashAlg)`. */
+  signature: Uint8Array;
+}
+
+/** Unwrap an armored SSHSIG (PROTOCOL.sshsig §2), the inverse of `armorSshSignature`. Nothing is verified here. */
+export function parseSshSignature(armored: string): SshSignature {
+  const m = /-----BEGIN SSH SIGNATURE-----([\sA-Za-z0-9+/=]+)-----END SSH SIGNATURE-----/.exec(armored);
+  if (!m) throw new BadRequestError('invalid_signature', 'not an armored SSH signature (-----BEGIN SSH SIGNATURE-----)');
+  const r = new SshReader(new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')), 'SSH signature');
+  if (Buffer.compare(Buffer.from(r.bytes(SSHSIG_MAGIC.length)), Buffer.from(SSHSIG_MAGIC)) !== 0) throw new BadRequestError('invalid_signature', 'SSH signature has the wrong magic');
+  if (r.uint32() !== SSHSIG_VERSION) throw new BadRequestError('invalid_signature', 'unsupported SSH signature version');
+  const publicKey = fromSshBlob(r.string());
+  const namespace = r.text();
+  r.string(); // reserved
+  const hashAlg = r.text();
+  assertHashAlg(hashAlg);
+  const sig = new SshReader(r.string(), 'SSH signature blob');
+  r.end();
+  if (sig.text() !== KEY_TYPE) throw new BadRequestError('invalid_signature', 'only ssh-ed25519 signatures are supported');
+  const signature = sig.string();
+  sig.end();
+  if (signature.length !== 64) throw new BadRequestError('invalid_signature', 'Ed25519 signature must be 64 bytes');
+  assertNamespace(namespace);
+  return { publicKey, namespace, hashAlg, signature };
+}

@@ -33,7 +33,9 @@ const SCRIPT = `
 "use strict";
 (function () {
   var refresh = Number(document.querySelector('meta[name="fedkms-refresh"]').content) || 5;
-  var api = location.pathname.replace(/\\/+$/, '') + '/api/state';
+  // An absolute URL from location.origin, which never carries user:password@. Opened with
+  // credentials in its address, the page's relative fetch() would resolve against them and throw.
+  var api = location.origin + location.pathname.replace(/\\/+$/, '') + '/api/state';
   function el(tag, attrs, kids) {
     var e = document.createElement(tag);
     for (var k in attrs || {}) if (attrs[k] !== undefined && attrs[k] !== null) e.setAttribute(k, String(attrs[k]));
@@ -131,7 +133,7 @@ const SCRIPT = `
   var banner = document.getElementById('banner');
   function poll() {
     fetch(api, { credentials: 'same-origin', cache: 'no-store', headers: { accept: 'application/json' } })
-      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (r) { if (r.status === 401) throw new Error('HTTP 401: the viewer token was not accepted; open ' + location.origin + location.pathname + ' and sign in when asked'); if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
       .then(function (s) { banner.style.display = 'none'; render(s); })
       .catch(function (e) { banner.textContent = 'Cannot refresh: ' + e.message + ' (retrying every ' + refresh + ' s)'; banner.style.display = 'block'; })
       .finally(function () { setTimeout(poll, refresh * 1000); });
@@ -154,7 +156,7 @@ export function renderPage(opts: { refreshS: number }): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="fedkms-refresh" content="${Math.trunc(opts.refreshS)}">
-<title>fedkms federation</title><style>${STYLE}</style></head>
+<link rel="icon" href="data:,"><title>fedkms federation</title><style>${STYLE}</style></head>
 <body>
 <header><h1>fedkms federation</h1><span id="quorum" class="badge">loading…</span><span class="sp"></span><span id="updated" class="dim">waiting for the first answer…</span></header>
 <div id="banner" role="alert"></div>

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,8 @@ import {
   allowedSignersLine,
   armorSshSignature,
   assertEd25519PublicKey,
+  parseEd25519PublicKey,
+  parseSshSignature,
   publicKeyFormats,
   sshsigSignedData,
   type SshHashAlg,
@@ -254,5 +256,67 @@ describe('invalid inputs', () => {
     expectCode(() => allowedSignersLine('', good), 'invalid_principal');
     expectCode(() => allowedSignersLine('p', good, []), 'invalid_namespace');
     expectCode(() => allowedSignersLine('p', good, ['a"b']), 'invalid_namespace');
+  });
+});
+
+describe('reading keys and signatures back (verify --public-key)', () => {
+  const expectCode = (fn: () => unknown, code: string) => {
+    expect(fn).toThrow(BadRequestError);
+    try {
+      fn();
+    } catch (e) {
+      expect((e as BadRequestError).code).toBe(code);
+    }
+  };
+  it('reads PEM, OpenSSH (a *.pub line, an allowed_signers line), hex and raw bytes to the same key', () => {
+    const { publicKey } = keypair();
+    const f = publicKeyFormats(publicKey, 'a comment');
+    for (const form of [f.pem, f.openssh, `${f.openssh}\n`, allowedSignersLine('me', publicKey), f.hex, `0x${f.hex.toUpperCase()}\n`, publicKey]) {
+      expect(Buffer.from(parseEd25519PublicKey(form)).toString('hex')).toBe(f.hex);
+    }
+  });
+
+  it('reads the public key ssh-keygen itself writes', () => {
+    const id = join(dir, 'id_parse');
+    expect(sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'x', '-f', id]).status).toBe(0);
+    const seed = openSshSeed(readFileSync(id, 'utf8'));
+    expect(Buffer.from(parseEd25519PublicKey(readFileSync(`${id}.pub`, 'utf8'))).equals(Buffer.from(ed25519.getPublicKey(seed)))).toBe(true);
+  });
+
+  it('refuses other key types, small-order points and junk', () => {
+    expectCode(() => parseEd25519PublicKey('not a key'), 'invalid_public_key');
+    expectCode(() => parseEd25519PublicKey('00'.repeat(32)), 'invalid_public_key');
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expectCode(() => parseEd25519PublicKey(rsa), 'invalid_public_key');
+    const blob = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-rsa'), Buffer.from([0, 0, 0, 1, 1])]);
+    expectCode(() => parseEd25519PublicKey(`ssh-ed25519 ${blob.toString('base64')}`), 'invalid_public_key');
+  });
+
+  it('unwraps what ssh-keygen -Y sign writes, and what armorSshSignature writes', () => {
+    const id = join(dir, 'id_unwrap');
+    expect(sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'x', '-f', id]).status).toBe(0);
+    writeFileSync(join(dir, 'm2'), utf8('hello'));
+    expect(sshKeygen(['-Y', 'sign', '-f', id, '-n', 'git', join(dir, 'm2')]).status).toBe(0);
+    const theirs = parseSshSignature(readFileSync(join(dir, 'm2.sig'), 'utf8'));
+    expect(theirs.namespace).toBe('git');
+    expect(theirs.hashAlg).toBe('sha512');
+    expect(ed25519.verify(theirs.signature, sshsigSignedData(utf8('hello'), 'git'), theirs.publicKey)).toBe(true);
+    const { secretKey, publicKey } = keypair();
+    const ours = parseSshSignature(signSsh(secretKey, publicKey, utf8('m'), 'file', 'sha256'));
+    expect(ours).toMatchObject({ namespace: 'file', hashAlg: 'sha256' });
+    expect(Buffer.from(ours.publicKey).equals(Buffer.from(publicKey))).toBe(true);
+  });
+
+  it('refuses armor that is not an SSH signature, truncated or trailing bytes', () => {
+    const { secretKey, publicKey } = keypair();
+    const armored = signSsh(secretKey, publicKey, utf8('m'), 'file');
+    const blob = Buffer.from(armored.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    const rearm = (b: Buffer) => `-----BEGIN SSH SIGNATURE-----\n${b.toString('base64')}\n-----END SSH SIGNATURE-----\n`;
+    expectCode(() => parseSshSignature('hello'), 'invalid_signature');
+    expectCode(() => parseSshSignature(rearm(blob.subarray(0, blob.length - 3))), 'invalid_encoding');
+    expectCode(() => parseSshSignature(rearm(Buffer.concat([blob, Buffer.from([0])]))), 'invalid_encoding');
+    const badMagic = Buffer.from(blob);
+    badMagic[0] = 0x58;
+    expectCode(() => parseSshSignature(rearm(badMagic)), 'invalid_signature');
   });
 });
