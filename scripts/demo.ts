@@ -5,6 +5,7 @@
  * stopped (through the local stack's fault-injection control port), then restarts it.
  */
 import { clientOf, loadFederation, type Federation } from './federation.js';
+import { pinnedNodeKeys } from '../lib/client/membership.js';
 import { reconstructEndToEnd } from '../lib/client/reconstruct.js';
 import { wipe } from '../lib/encoding.js';
 
@@ -30,7 +31,9 @@ async function probeNodes(f: Federation) {
 async function reconstructOnce(f: Federation): Promise<boolean> {
   console.log(`Requesting reconstruction of key "${KEY_ID}" (the coordinator asks t nodes, a spare as soon as one fails or is slow, and relays sealed fragments)...`);
   const t0 = performance.now();
-  const r = await reconstructEndToEnd(clientOf(f), KEY_ID, f.nodeKeys ? { nodeKeys: f.nodeKeys } : {});
+  // Node identity keys are pinned from the membership document, once the administrator's signature on it checks.
+  const nodeKeys = f.nodeKeys ?? (f.adminKeys ? await pinnedNodeKeys(clientOf(f), f.adminKeys) : undefined);
+  const r = await reconstructEndToEnd(clientOf(f), KEY_ID, nodeKeys ? { nodeKeys } : {});
   const body = r.answer.body;
   const rejected = new Map(r.rejected.map((x) => [x.nodeId, x.reason]));
   const nodes: { nodeId: string; status: string; latencyMs?: number; error?: string }[] = body?.nodes ?? body?.error?.details?.nodes ?? [];
@@ -68,7 +71,7 @@ async function main() {
 
   const victim = ids[1] ?? ids[0]!;
   console.log(`\n== Round 2: ${nodeLabel(victim)} stopped ==`);
-  console.log(`Stopping ${nodeLabel(victim)} (local fault injection: its port now refuses connections)...`);
+  console.log(`Stopping ${nodeLabel(victim)} (its process is killed: a real crash)...`);
   await control(f, victim, 'stop');
   let ok2 = false;
   try {

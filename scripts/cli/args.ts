@@ -132,7 +132,9 @@ export function positionals<C>(c: CommandSpec<C>, p: Parsed): string[] {
     const missing = c.args[p.args.length]!;
     throw new UsageError(`${where}: missing ${missing} (usage: ${usageLine(c)})`, c.words.join(' '));
   }
-  if (p.args.length > c.args.length) throw new UsageError(`${where}: unexpected argument "${p.args[c.args.length]}" (usage: ${usageLine(c)})`, c.words.join(' '));
+  // A last argument written `<name>...` takes any number of values.
+  const variadic = c.args.at(-1)?.endsWith('...') ?? false;
+  if (!variadic && p.args.length > c.args.length) throw new UsageError(`${where}: unexpected argument "${p.args[c.args.length]}" (usage: ${usageLine(c)})`, c.words.join(' '));
   return p.args;
 }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { KEY_STATES } from '../../lib/access/policy.js';
 import type { ApiAnswer } from '../../lib/client/api.js';
 import { reconstructEndToEnd } from '../../lib/client/reconstruct.js';
+import { pinnedNodeKeys } from '../../lib/client/membership.js';
 import { fromB64, wipe } from '../../lib/encoding.js';
 import { UsageError } from './args.js';
 import { readInput, secretFromFlags } from './input.js';
@@ -242,7 +243,9 @@ export async function cmdReconstruct(ctx: Ctx, keyId: string): Promise<number> {
     a = await t.client.call('POST', `/keys/${keyId}/reconstruct`);
     secretHex = String(a.body?.secret?.hex ?? '');
   } else {
-    const r = await reconstructEndToEnd(t.client, keyId, { ...(t.nodeKeys ? { nodeKeys: t.nodeKeys } : {}), ...(request ?? {}) });
+    // Pin node identity keys: given explicitly, or from the membership an administrator we trust signed.
+    const nodeKeys = t.nodeKeys ?? (t.adminKeys ? await pinnedNodeKeys(t.client, t.adminKeys) : undefined);
+    const r = await reconstructEndToEnd(t.client, keyId, { ...(nodeKeys ? { nodeKeys } : {}), ...(request ?? {}) });
     a = r.answer;
     for (const x of r.rejected) if (!ctx.json) out(`  ${nodeLabel(x.nodeId)}: share REJECTED here (${x.reason}); asked again without it`);
     secretHex = r.ok ? Buffer.from(r.secret).toString('hex') : '';
@@ -273,7 +276,11 @@ export async function cmdAuditVerify(ctx: Ctx): Promise<number> {
     for (const s of v.streams as any[]) {
       if (!s.ok) out(`  first broken link: ${s.stream} seq ${s.firstBroken?.seq}: ${s.firstBroken?.reason} (verified through ${s.verifiedThrough})`);
     }
-    out(v.ok ? 'Audit trail verified: every chain is intact.' : 'Audit trail BROKEN.');
+    // Each node reports its own chains, signed; one that did not answer is named, never counted as intact.
+    for (const n of (v.nodes ?? []) as { nodeId: string; status: string }[]) {
+      if (n.status !== 'ok') out(`  ${n.nodeId}: ${n.status === 'unreachable' ? 'did not answer: its chains were not verified' : n.status === 'bad_signature' ? 'its report is not signed by its identity key' : 'BROKEN'}`);
+    }
+    out(!v.ok ? 'Audit trail BROKEN.' : v.complete === false ? `Audit trail verified where it could be read; not verified: ${(v.missing ?? []).join(', ')}.` : 'Audit trail verified: every chain is intact.');
   }
   return v.ok ? EXIT.ok : EXIT.failed;
 }

@@ -8,6 +8,7 @@
 import { UnreachableError } from '../../lib/client/api.js';
 import { commandHelp, groupHelp, parseCommandLine, positionals, usageLine, UsageError, type CommandSpec, type OptionSpec } from './args.js';
 import { cmdApprovalsApprove, cmdApprovalsList, cmdApprovalsOpen, cmdClientsAdd, cmdClientsList, cmdClientsStatus } from './admin.js';
+import { cmdNodesAdd, cmdNodesList, cmdNodesRemove } from './nodes.js';
 import { cmdAuditVerify, cmdCreate, cmdKeysList, cmdKeysShow, cmdPolicy, cmdPublic, cmdReconstruct, cmdReshare, cmdState, cmdStatus } from './keys.js';
 import { EXIT, err, out } from './output.js';
 import { cmdSign, cmdVerify } from './sign.js';
@@ -116,13 +117,25 @@ const COMMANDS: CommandSpec<Ctx>[] = [
     federation: true, run: (c, p) => cmdApprovalsOpen(c, keyIdArg(p.args[0])),
   },
   { words: ['approvals', 'approve'], args: ['<keyId>', '<digest>'], summary: "approve a request (another client): signs the request's digest with your key", options: {}, federation: true, run: (c, p) => cmdApprovalsApprove(c, keyIdArg(p.args[0]), p.args[1]!) },
-  // `nodes list|add|remove` (federation membership) are added here when that work lands.
+
+  { words: ['nodes', 'list'], args: [], summary: 'the members: id, share index, up, keys held, endpoint, fingerprint', options: {}, federation: true, run: (c) => cmdNodesList(c) },
+  {
+    words: ['nodes', 'add'], args: ['<identity.json>...'], summary: 'add nodes from their identity documents (administrators); with no membership yet, form the federation',
+    options: { threshold: opt('string', 'T', 'the federation threshold for new keys (default: unchanged, or a majority when forming)') },
+    federation: true, run: (c, p) => cmdNodesAdd(c, p.args),
+  },
+  {
+    words: ['nodes', 'remove'], args: ['<nodeId>'], summary: 'retire a node (administrators); reshare its keys off it first',
+    options: { force: opt('boolean', '', 'remove it even if it may still hold shares (a node lost for good)') },
+    federation: true, run: (c, p) => cmdNodesRemove(c, p.args[0]!),
+  },
 ];
 
 const GROUPS: [string, string][] = [
   ['keys', 'create, import, list, show, public keys; lifecycle state, policy, refresh, reshare'],
   ['clients', 'the client registry: list, add, disable, enable'],
   ['approvals', 'm-of-n reconstruction approvals: list, open, approve'],
+  ['nodes', 'the federation\'s members: list, add, remove'],
 ];
 
 function mainHelp(): string {

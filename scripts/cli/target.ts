@@ -14,6 +14,11 @@ export interface Target {
   nodes: Record<string, string>;
   /** Node identity keys to pin: each fragment must be signed by its node (FEDKMS_NODE_KEYS="id=key,...", or the federation file). */
   nodeKeys?: Record<string, string>;
+  /**
+   * Administrator public keys this client trusts (`adminKeys` in the federation file): node keys
+   * are then pinned from the membership document, once its signature checks against one of them.
+   */
+  adminKeys?: Record<string, string>;
 }
 
 /** What every command is handed: its parsed options, and the federation, resolved only when asked for. */
@@ -25,7 +30,7 @@ export interface Ctx {
 
 export const str = (v: Values, name: string): string | undefined => (typeof v[name] === 'string' ? (v[name] as string) : undefined);
 
-function readFederationFile(file: string): { url?: string; client?: { name?: string; privateKey?: string }; nodes?: Record<string, string>; nodeKeys?: Record<string, string> } {
+function readFederationFile(file: string): { url?: string; client?: { name?: string; privateKey?: string }; nodes?: Record<string, string>; nodeKeys?: Record<string, string>; adminKeys?: Record<string, string> } {
   try {
     return JSON.parse(readFileSync(file, 'utf8'));
   } catch {
@@ -79,11 +84,18 @@ export function resolveTarget(v: Values, json: boolean): Target {
   const nodeKeys = env['FEDKMS_NODE_KEYS'] ? Object.fromEntries(env['FEDKMS_NODE_KEYS'].split(',').filter(Boolean).map((x) => [x.slice(0, x.indexOf('=')), x.slice(x.indexOf('=') + 1)])) : fed.nodeKeys;
   // Refusals made before any work (429, 503 with Retry-After) are retried within the call's deadline; say so while waiting.
   const onRetry = json ? undefined : (i: { waitMs: number; status?: number; code?: string }) => err(`  ${i.status ?? 'connection lost'}${i.code ? ` ${i.code}` : ''}: retrying in ${(i.waitMs / 1000).toFixed(1)} s`);
-  return { client: new FedkmsClient(url, identity, fetch, onRetry ? { onRetry } : {}), url, ...(identity ? { identity } : {}), nodes, ...(nodeKeys ? { nodeKeys } : {}) };
+  return { client: new FedkmsClient(url, identity, fetch, onRetry ? { onRetry } : {}), url, ...(identity ? { identity } : {}), nodes, ...(nodeKeys ? { nodeKeys } : {}), ...(fed.adminKeys ? { adminKeys: fed.adminKeys } : {}) };
 }
 
-/** Where to probe nodes: the configured URLs, or `<url>/nodes/<id>` (the AWS layout) for ids the coordinator reports. */
+/**
+ * Where to probe nodes: the members' endpoints from the membership (nodes join and leave at run
+ * time), else the configured URLs, else `<url>/nodes/<id>` for ids the coordinator reports.
+ */
 async function nodeUrls(t: Target): Promise<Record<string, string>> {
+  if (t.identity) {
+    const m = await t.client.call('GET', '/nodes', undefined, { retry: false, timeoutMs: 5000 }).catch(() => undefined);
+    if (m?.status === 200 && Array.isArray(m.body?.nodes)) return Object.fromEntries(m.body.nodes.map((n: { id: string; endpoint: string }) => [n.id, n.endpoint]));
+  }
   if (Object.keys(t.nodes).length > 0) return t.nodes;
   const s = await t.client.call('GET', '/status');
   const ids: string[] = Array.isArray(s.body?.nodes) ? s.body.nodes.map((n: { nodeId: string }) => n.nodeId).filter((id: unknown) => typeof id === 'string' && /^[a-z0-9-]{1,32}$/.test(id)) : [];
