@@ -163,6 +163,9 @@ function nodeUnit(s) {
   return { functions: { [id]: fn }, resources: Resources, names };
 }
 
+/** Routes anyone may call (health, a key's public key): outside the optional IAM authorizer. */
+const PUBLIC_ROUTES = new Set(['/status', '/keys/{keyId}/public']);
+
 function coordinatorNames(stage) {
   const t = (x) => `fedkms-${stage}-coordinator-${x}`;
   return { auditTable: t('audit'), replayTable: t('replay'), poolTable: t('commitments'), approvalsTable: t('approvals'), secret: `fedkms/${stage}/coordinator`, dashboardSecret: `fedkms/${stage}/dashboard` };
@@ -215,8 +218,8 @@ function coordinatorUnit(s) {
       ['PUT', '/keys/{keyId}/policy'], ['GET', '/approvals'], ['POST', '/approvals'], ['GET', '/nodes'], ['PUT', '/nodes'],
       ['GET', '/federation/state'], ['POST', '/federation/refusals'],
       // Defence in depth: with apiAuthorizer "aws_iam", API Gateway also demands SigV4 from an IAM
-      // principal. /status and the dashboard's /federation routes stay outside it.
-    ].map(([method, p]) => ({ httpApi: { method, path: p, ...(s.apiAuthorizer === 'aws_iam' && p !== '/status' && !p.startsWith('/federation/') ? { authorizer: { type: 'aws_iam' } } : {}) } })),
+      // principal. The public routes and the dashboard's /federation routes stay outside it.
+    ].map(([method, p]) => ({ httpApi: { method, path: p, ...(s.apiAuthorizer === 'aws_iam' && !PUBLIC_ROUTES.has(p) && !p.startsWith('/federation/') ? { authorizer: { type: 'aws_iam' } } : {}) } })),
   };
   const dashboard = {
     handler: 'functions/dashboard.handler',

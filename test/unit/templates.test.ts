@@ -538,9 +538,10 @@ describe('per-operator settings', () => {
     expect(JSON.parse(c.functions['reconstruct']!.environment['FEDKMS_SEEDS'] as string)).toHaveLength(2);
   });
 
-  it('an IAM authorizer on every coordinator route but /status and the dashboard routes, when asked', () => {
+  it('an IAM authorizer on every coordinator route but the public ones (status, a key\'s public key) and the dashboard routes, when asked', () => {
     const events = coordinatorStack.render(STAGE, variant(coordinatorFile, { apiAuthorizer: 'aws_iam' })).functions['reconstruct']!.events.map((e) => e.httpApi);
-    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' || e.path.startsWith('/federation/') ? undefined : { type: 'aws_iam' });
+    const open = (p: string) => p === '/status' || p === '/keys/{keyId}/public' || p.startsWith('/federation/');
+    for (const e of events) expect(e.authorizer).toEqual(open(e.path) ? undefined : { type: 'aws_iam' });
     expect(coordAws().functions['reconstruct']!.events.every((e) => e.httpApi.authorizer === undefined)).toBe(true);
   });
 });
