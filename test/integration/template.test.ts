@@ -261,10 +261,10 @@ describe('all-in-one by configuration alone (rendered)', () => {
 });
 
 describe('API Gateway authorizer option (defence in depth)', () => {
-  it('puts an IAM authorizer on every coordinator route but /status when asked', () => {
+  it('puts an IAM authorizer on every coordinator route but the public ones when asked', () => {
     const events = renderAll(withConfig({ apiAuthorizer: 'aws_iam' })).functions['reconstruct']!.events.map((e) => e.httpApi);
     // /status is public; the /federation routes take the dashboard's own signature, and it has no IAM identity.
-    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' || e.path.startsWith('/federation/') ? undefined : { type: 'aws_iam' });
+    for (const e of events) expect(e.authorizer).toEqual(e.path === '/status' || e.path === '/keys/{keyId}/public' || e.path.startsWith('/federation/') ? undefined : { type: 'aws_iam' });
     expect(renderAll(withConfig({})).functions['reconstruct']!.events.every((e) => e.httpApi.authorizer === undefined)).toBe(true);
   });
 
