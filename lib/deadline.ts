@@ -68,3 +68,6 @@ export const currentDeadline = (): Deadline | undefined => context.getStore();
 
 /** ms left of the current request's deadline, else `fallbackMs` (unit tests and scripts run with no request). */
 export const remainingOr = (fallbackMs: number): number => currentDeadline()?.remaining() ?? fallbackMs;
+
+/** A signal that fires when this request's deadline passes (outside a request: after `fallbackMs`). */
+export const untilDeadline = (fallbackMs: number): AbortSignal => currentDeadline()?.signal() ?? AbortSignal.timeout(fallbackMs);

@@ -22,7 +22,8 @@ async function main() {
     throw new Error(`${(e as Error).message.split('\n')[0]}\nusage: npm run node -- --id <node-id> [--port N]`);
   }
   if (!id || !/^[a-z0-9-]{1,32}$/.test(id)) throw new Error('usage: npm run node -- --id <node-id> [--port N]   (ids: a-z, 0-9, -; at most 32)');
-  const dir = path.join(ROOT, '.local');
+  // The federation's state folder: .local/ beside the code, or FEDKMS_HOME (a second federation, a test).
+  const dir = path.resolve(process.env['FEDKMS_HOME'] ?? path.join(ROOT, '.local'));
   const infoFile = path.join(dir, 'federation-public.json');
   if (!existsSync(infoFile)) throw new Error('no running federation found (.local/federation-public.json): start one with `npm start` first');
   const publicInfo = JSON.parse(readFileSync(infoFile, 'utf8')) as PublicInfo;

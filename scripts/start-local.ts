@@ -3,7 +3,7 @@
  * every node and the coordinator in its own processes with its own S3 and DynamoDB servers,
  * data directory and secret. Forms the federation (the first signed membership), imports the
  * original example key, prints where everything listens, and runs until Ctrl-C.
- * Env: FEDKMS_PORT (default 3000), FEDKMS_CONTROL_PORT (default 3099), FEDKMS_CONFIG.
+ * Env: FEDKMS_PORT (default 3000), FEDKMS_CONTROL_PORT (default 3099), FEDKMS_CONFIG, FEDKMS_HOME (default .local/).
  */
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
@@ -49,7 +49,8 @@ function controlServer(stackOf: () => LocalStack | undefined, port: number) {
 }
 
 async function main() {
-  const dir = path.join(ROOT, '.local');
+  // The federation's state folder: .local/ beside the code, or FEDKMS_HOME (a second federation, a test).
+  const dir = path.resolve(process.env['FEDKMS_HOME'] ?? path.join(ROOT, '.local'));
   const httpPort = Number(process.env['FEDKMS_PORT'] ?? 3000);
   const controlPort = Number(process.env['FEDKMS_CONTROL_PORT'] ?? 3099);
   console.log('fedkms: starting the local federation...');

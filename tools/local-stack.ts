@@ -283,7 +283,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       if (r.status !== 200) throw new Error(`forming the federation failed: ${r.status} ${JSON.stringify(r.body)}`);
       log(`membership version 1: ${nodeIds.join(', ')} (threshold ${config.threshold}), signed by admin`);
     }
-    await waitFor('coordinator', async () => (await fetch(`${url}/status`)).status === 200, 120_000);
+    await waitFor('coordinator', async () => { const r = await fetch(`${url}/status`); if (r.status !== 200 && process.env['FEDKMS_DEBUG']) console.error(await r.text()); return r.status === 200; }, 120_000);
 
     const addOperator = async (id: string) => {
       if (!ID.test(id) || units.has(id)) throw new Error(`cannot add operator ${id}`);

@@ -6,6 +6,7 @@
  * not claim the chains verified).
  */
 import * as z from '../zod.js';
+import { untilDeadline } from '../deadline.js';
 import type { AuditRecord } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import type { NodeClient } from './node-client.js';
@@ -25,7 +26,7 @@ export class FederatedAuditReader implements BoundedAuditReader {
       this.own.readBounded(share),
       ...this.nodes.map(async (n) => {
         try {
-          const a = recordsAnswer.parse(await this.client.call(n, { method: 'GET', path: '/audit/records', query: { limit: String(share) } }, AbortSignal.timeout(this.timeoutMs)));
+          const a = recordsAnswer.parse(await this.client.call(n, { method: 'GET', path: '/audit/records', query: { limit: String(share) } }, untilDeadline(this.timeoutMs)));
           // A member answers for its own chains only.
           const records = (a.records as unknown as AuditRecord[]).filter((r) => r.stream.startsWith(`node#${n.id}#`) || r.stream === `node#${n.id}`);
           return { records, complete: a.complete && a.nodeId === n.id && records.length === a.records.length };

@@ -5,6 +5,7 @@
  * every member (each node verifies its own chains and signs its report).
  */
 import * as z from '../zod.js';
+import { untilDeadline } from '../deadline.js';
 import { verifyAll, componentOf, type ComponentReport, type StreamReport } from '../audit/chain.js';
 import { verifyStatement } from '../crypto/identity.js';
 import { checkSuccession, fingerprint, signedMembershipSchema, type Member, type Membership } from '../federation/membership.js';
@@ -61,7 +62,7 @@ export class Federation {
     const members = (await this.learnedNow()).signed.document.nodes;
     const nodes = await Promise.all(members.map(async (m) => {
       try {
-        const r = reportSchema.parse(await this.deps.client.call(endpointOf(m), { method: 'GET', path: '/audit/verify' }, AbortSignal.timeout(Math.min(15000, this.deps.timeoutMs))));
+        const r = reportSchema.parse(await this.deps.client.call(endpointOf(m), { method: 'GET', path: '/audit/verify' }, untilDeadline(this.deps.timeoutMs)));
         const { signature, ...body } = r;
         if (r.nodeId !== m.id || !verifyStatement(m.signingPublic, auditReportStatement(body as Omit<NodeAuditReport, 'signature'>), signature)) {
           return { nodeId: m.id, status: 'bad_signature' as const };
@@ -109,7 +110,7 @@ export async function updateMembership(deps: Pick<CoordinatorDeps, 'client' | 'a
   for (const m of [...(current?.nodes ?? []), ...next.document.nodes]) targets.set(m.id, m);
   const results = await Promise.all([...targets.values()].map(async (m) => {
     try {
-      const a = updateAnswer.parse(await deps.client.call(endpointOf(m), { method: 'PUT', path: '/membership', body: next }, AbortSignal.timeout(Math.min(5000, deps.timeoutMs))));
+      const a = updateAnswer.parse(await deps.client.call(endpointOf(m), { method: 'PUT', path: '/membership', body: next }, untilDeadline(deps.timeoutMs)));
       return { nodeId: m.id, status: 'stored' as const, member: a.member };
     } catch (e) {
       return { nodeId: m.id, status: 'failed' as const, error: (e as { code?: string }).code ?? 'unreachable' };

@@ -72,7 +72,7 @@ export class MembershipView {
   private async ask(targets: Map<string, string>, answers: Map<string, NodeMembershipReport & { doc?: SignedMembership | null }>) {
     // As long as the request can spare: a busy member is slow, not gone.
     const remaining = currentDeadline()?.remaining() ?? 5000;
-    const timeout = Math.max(50, Math.min(this.d.askTimeoutMs ?? 10_000, remaining / 2));
+    const timeout = Math.floor(Math.max(50, Math.min(this.d.askTimeoutMs ?? 10_000, remaining / 2)));
     await Promise.all([...targets].filter(([id]) => !answers.has(id)).map(async ([id, url]) => {
       try {
         const raw = await this.d.client.call({ id, url }, { method: 'GET', path: '/membership' }, AbortSignal.timeout(timeout));
