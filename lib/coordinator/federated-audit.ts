@@ -3,7 +3,8 @@
  * read from that member (`GET /nodes/<id>/audit/records`), since every operator keeps its chains
  * in its own storage. Bounded like the coordinator's own scan; a member that does not answer,
  * or holds more than its share of the bound, makes the read incomplete (so the dashboard does
- * not claim the chains verified).
+ * not claim the chains verified). A member gets at most `timeoutMs`: a slow one must not hold
+ * up the whole dashboard.
  */
 import * as z from '../zod.js';
 import { untilDeadline } from '../deadline.js';
@@ -26,7 +27,7 @@ export class FederatedAuditReader implements BoundedAuditReader {
       this.own.readBounded(share),
       ...this.nodes.map(async (n) => {
         try {
-          const a = recordsAnswer.parse(await this.client.call(n, { method: 'GET', path: '/audit/records', query: { limit: String(share) } }, untilDeadline(this.timeoutMs)));
+          const a = recordsAnswer.parse(await this.client.call(n, { method: 'GET', path: '/audit/records', query: { limit: String(share) } }, AbortSignal.any([untilDeadline(this.timeoutMs), AbortSignal.timeout(this.timeoutMs)])));
           // A member answers for its own chains only.
           const records = (a.records as unknown as AuditRecord[]).filter((r) => r.stream.startsWith(`node#${n.id}#`) || r.stream === `node#${n.id}`);
           return { records, complete: a.complete && a.nodeId === n.id && records.length === a.records.length };
