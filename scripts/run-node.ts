@@ -12,6 +12,7 @@ import { ROOT, startNodeOperator, type PublicInfo } from '../tools/local-stack.j
 import { Admission } from '../tools/admission.js';
 import { freePort, portFree } from '../tools/operator.js';
 import { fingerprint } from '../lib/federation/membership.js';
+import { untilStopped } from './until-stopped.js';
 
 async function main() {
   let id: string | undefined;
@@ -47,16 +48,9 @@ It is not a member yet. An administrator adds it, then reshares keys onto it:
   npx fedkms nodes add ${path.relative(process.cwd(), identityFile)}
   npx fedkms keys reshare example --threshold 3 --nodes node1,node2,node3,${id}
 Ctrl-C stops it.`);
-  let stopping = false;
-  const shutdown = async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`\nfedkms: stopping ${id}...`);
+  untilStopped(id, async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    process.exit(0);
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  });
 }
 
 main().catch((e) => {

@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js';
 import { FedkmsClient } from '../lib/client/api.js';
 import { listen } from '../tools/node-proxy.js';
+import { untilStopped } from './until-stopped.js';
 
 const EXAMPLE_KEY_ID = 'example';
 const EXAMPLE_KEY_HEX = 'A94F3D82C1B7E6F9';
@@ -88,18 +89,10 @@ Try:
   npx fedkms status && npx fedkms reconstruct ${EXAMPLE_KEY_ID}
 Ctrl-C stops everything.`);
 
-  let stopping = false;
-  const shutdown = async () => {
-    // Ctrl-C reaches every process of the group: say it once, stop once.
-    if (stopping) return;
-    stopping = true;
-    console.log('\nfedkms: stopping...');
+  untilStopped('the federation', async () => {
     control.close();
     await stack.stop();
-    process.exit(0);
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  });
 }
 
 main().catch((e) => {

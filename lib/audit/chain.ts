@@ -64,6 +64,11 @@ export function verifyAll(records: AuditRecord[]): { ok: boolean; components: Co
   const byStream = new Map<string, AuditRecord[]>();
   for (const r of records) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r]);
   const streams = [...byStream.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([s, rs]) => verifyStream(s, rs));
+  return { ok: streams.every((s) => s.ok), components: componentsOf(streams), streams };
+}
+
+/** Per-component totals of chain reports (also of reports gathered from several operators). */
+export function componentsOf(streams: StreamReport[]): ComponentReport[] {
   const components = new Map<string, ComponentReport>();
   for (const s of streams) {
     const name = componentOf(s.stream);
@@ -73,5 +78,5 @@ export function verifyAll(records: AuditRecord[]): { ok: boolean; components: Co
     c.ok &&= s.ok;
     components.set(name, c);
   }
-  return { ok: streams.every((s) => s.ok), components: [...components.values()], streams };
+  return [...components.values()];
 }

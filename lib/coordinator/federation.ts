@@ -6,7 +6,7 @@
  */
 import * as z from '../zod.js';
 import { untilDeadline } from '../deadline.js';
-import { verifyAll, componentOf, type ComponentReport, type StreamReport } from '../audit/chain.js';
+import { componentsOf, verifyAll, type StreamReport } from '../audit/chain.js';
 import { verifyStatement } from '../crypto/identity.js';
 import { checkSuccession, fingerprint, signedMembershipSchema, type Member, type Membership } from '../federation/membership.js';
 import { BadRequestError, QuorumError } from '../errors.js';
@@ -74,21 +74,12 @@ export class Federation {
     }));
     const nodeStreams: StreamReport[] = nodes.flatMap((n) => (n.report?.streams ?? []).map(({ head: _h, ...s }) => s as StreamReport));
     const streams = [...own.streams, ...nodeStreams];
-    const components = new Map<string, ComponentReport>();
-    for (const s of streams) {
-      const name = componentOf(s.stream);
-      const c = components.get(name) ?? { component: name, chains: 0, records: 0, ok: true };
-      c.chains += 1;
-      c.records += s.records;
-      c.ok &&= s.ok;
-      components.set(name, c);
-    }
     const missing = nodes.filter((n) => n.status === 'unreachable' || n.status === 'bad_signature').map((n) => n.nodeId);
     return {
       ok: own.ok && nodes.every((n) => n.status === 'ok' || n.status === 'unreachable'),
       complete: missing.length === 0,
       missing,
-      components: [...components.values()],
+      components: componentsOf(streams),
       streams,
       nodes: nodes.map(({ report, ...n }) => ({ ...n, ...(report ? { records: report.records, chains: report.streams.length, heads: Object.fromEntries(report.streams.map((s) => [s.stream, s.head])) } : {}) })),
     };

@@ -4,7 +4,7 @@
  * and the exit codes for usage errors, auth errors and "not enough nodes". Ends with a
  * scan of the stack's logs for key and share material.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import type { LocalStack } from '../../tools/local-stack';
 import { fromB64 } from '../../lib/encoding';
 import { scanLogForSecrets } from '../support/log-scan';
 import { testStack } from '../support/stack';
+import { run, type Run } from '../support/run';
 import { launchBrowser } from '../support/browser';
 
 const BIN = path.resolve(__dirname, '../../bin/fedkms');
@@ -20,11 +21,6 @@ let stack: LocalStack;
 let cwd: string;
 const released: { name: string; bytes: Uint8Array }[] = [{ name: 'example key', bytes: Buffer.from(EXAMPLE, 'hex') }];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Run the CLI in an empty folder with the stack in its environment (no .local file to find). */
 function fedkms(args: string[], opts: { env?: Record<string, string | undefined>; input?: Buffer } = {}): Promise<Run> {
@@ -37,16 +33,7 @@ function fedkms(args: string[], opts: { env?: Record<string, string | undefined>
     ...opts.env,
   };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
-  });
+  return run(process.execPath, [BIN, ...args], { cwd, env, ...(opts.input ? { input: opts.input } : {}) });
 }
 
 beforeAll(async () => {
@@ -438,16 +425,8 @@ describe('fedkms CLI', () => {
     // Run them in order, as one script, in a fresh folder (the curl line is the local stack's fault injection: skipped).
     const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-readme-'));
     const script = ['set -euo pipefail', 'set -x', `fedkms() { "${process.execPath}" "${BIN}" "$@"; }`, ...commands.filter((c) => !c.startsWith('curl ')).map((c) => c.replace(/npx fedkms/g, 'fedkms'))].join('\n');
-    const r = await new Promise<Run>((resolve, reject) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_URL: stack.url, FEDKMS_CLIENT: 'admin', FEDKMS_CLIENT_KEY: stack.secrets['admin']!['privateKey'], FEDKMS_NODE_URLS: [...stack.proxies].map(([id, p]) => `${id}=${p.url}`).join(',') };
-      const child = spawn('bash', ['-c', script], { cwd: dir, env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+    const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_URL: stack.url, FEDKMS_CLIENT: 'admin', FEDKMS_CLIENT_KEY: stack.secrets['admin']!['privateKey'], FEDKMS_NODE_URLS: [...stack.proxies].map(([id, p]) => `${id}=${p.url}`).join(',') };
+    const r = await run('bash', ['-c', script], { cwd: dir, env });
     // On failure, the script's trace (set -x) says which line and why.
     if (r.code !== 0) throw new Error(`the walk-through failed (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
     expect(r.stdout).toMatch(/Key reconstructed successfully: A94F3D82C1B7E6F9/);

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../tools/operator';
+import { run } from '../support/run';
 
 const ROOT = path.resolve(__dirname, '../..');
 const TSX = path.join(ROOT, 'node_modules/.bin/tsx');
@@ -79,15 +80,7 @@ it("runs the README's federation walk-through exactly as written: add node4, res
   expect(existsSync(path.join(dir, '.local/nodes/node4/identity.json'))).toBe(true);
   // The administrator's terminal: every line as written, but for the control port.
   const script = ['set -euo pipefail', 'set -x', `fedkms() { "${process.execPath}" "${BIN}" "$@"; }`, ...admin!.map((l) => l.replace(/npx fedkms/g, 'fedkms').replace('127.0.0.1:3099', `127.0.0.1:${controlPort}`))].join('\n');
-  const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { cwd: dir, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  const r = await run('bash', ['-c', script], { cwd: dir, env });
   if (r.code !== 0) throw new Error(`the walk-through failed (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-4000)}`);
   expect(r.stdout).toMatch(/Membership version 2/);
   expect(r.stdout).toMatch(/node4\s+4\s+up\s+0/);
