@@ -10,7 +10,6 @@
  *    recorded when found and when it changes.
  */
 import { randomUUID } from 'node:crypto';
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { LocalStack } from '../../tools/local-stack';
 import { NodeClient } from '../../lib/coordinator/node-client';
 import { withClientRequest } from '../../lib/coordinator/client-context';
@@ -18,7 +17,7 @@ import { HEADERS, signRequest } from '../../lib/crypto/request-signing';
 import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
 import { identifierFor } from '../../lib/crypto/shares';
 import { fromB64 } from '../../lib/encoding';
-import { call, clientEnvelope, newClient, nodeEndpoint, readObject, reconstructEndToEnd, statusOf, testStack, writeObject } from '../support/stack';
+import { call, clientEnvelope, newClient, nodeEndpoint, readObject, reconstructEndToEnd, scanAudit, statusOf, testStack, writeObject } from '../support/stack';
 
 let stack: LocalStack;
 let bob: ClientIdentity;
@@ -57,16 +56,8 @@ async function post(path: string, body: unknown, as: ClientIdentity = stack.admi
 
 /** Every audit record, as plain values. */
 async function auditRecords(): Promise<{ stream: string; action: string; keyId?: string; outcome: string; actor: string; details: any }[]> {
-  const out: any[] = [];
-  let start: any;
-  do {
-    const page = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable, ExclusiveStartKey: start, ConsistentRead: true }));
-    for (const i of page.Items ?? []) {
-      out.push({ stream: i['stream']!.S, action: i['action']!.S, keyId: i['keyId']?.S, outcome: i['outcome']!.S, actor: i['actor']!.S, details: i['details']?.M });
-    }
-    start = page.LastEvaluatedKey;
-  } while (start);
-  return out;
+  // Every operator's own table: each node's chains live in its own storage.
+  return (await scanAudit(stack)).map((i) => ({ stream: i['stream']!.S!, action: i['action']!.S!, keyId: i['keyId']?.S, outcome: i['outcome']!.S!, actor: i['actor']!.S!, details: i['details']?.M }));
 }
 
 /** Call a node directly with the coordinator's key, relaying `env`: a coordinator that stops halfway. */

@@ -19,8 +19,7 @@ import { generateX25519 } from '../../lib/crypto/seal';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
 import { fromB64, toB64 } from '../../lib/encoding';
 import { scanLogForSecrets, scanTablesForSecrets } from '../support/log-scan';
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { call, clientEnvelope, newClient, reconstructEndToEnd, testStack, type Api, nodeEndpoint } from '../support/stack';
+import { call, clientEnvelope, newClient, reconstructEndToEnd, scanAudit, testStack, type Api, nodeEndpoint } from '../support/stack';
 
 let stack: LocalStack;
 let alice: ClientIdentity, bob: ClientIdentity, carol: ClientIdentity, dave: ClientIdentity, frank: ClientIdentity;
@@ -93,8 +92,7 @@ async function signingSession() {
 
 /** Audit records about one key (raw DynamoDB items). */
 async function auditOf(keyId: string, actions = ['key.destroy', 'fragment.delete']) {
-  const r = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable }));
-  return (r.Items ?? []).filter((i) => i['keyId']?.S === keyId && actions.includes(i['action']?.S ?? ''));
+  return (await scanAudit(stack)).filter((i) => i['keyId']?.S === keyId && actions.includes(i['action']?.S ?? ''));
 }
 
 // ------------------------------------------------------------------ request helpers
@@ -316,8 +314,7 @@ describe('end to end, with nodes down or lying', () => {
     expect(r.body.secret.hex).toBe(SHARED);
     expect(r.rejected).toEqual([{ nodeId: 'node1', reason: 'sealed share does not open' }]);
     expect(r.body.usedNodes.sort()).toEqual(['node2', 'node3']);
-    const audit = await stack.dynamo().send(new ScanCommand({ TableName: stack.auditTable }));
-    expect(JSON.stringify((audit.Items ?? []).filter((i) => i['action']?.S === 'fragment.rejected' && i['keyId']?.S === 'shared'))).toContain('node1');
+    expect(JSON.stringify((await scanAudit(stack)).filter((i) => i['action']?.S === 'fragment.rejected' && i['keyId']?.S === 'shared'))).toContain('node1');
   });
 
   it('with more than n−t nodes down it fails cleanly and releases nothing', async () => {

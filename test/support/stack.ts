@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../tools/local-stack';
 import { randomUUID } from 'node:crypto';
 import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
@@ -115,3 +116,17 @@ export const nodeEndpoint = (stack: LocalStack, id: string): NodeEndpoint => ({
   x25519Public: stack.secrets[id]!['x25519Public']!,
   signingPublic: stack.secrets[id]!['signingPublic']!,
 });
+
+/** Every audit record of every operator (raw DynamoDB items): each node and the coordinator keep their own table. */
+export async function scanAudit(stack: LocalStack): Promise<Record<string, AttributeValue>[]> {
+  const items: Record<string, AttributeValue>[] = [];
+  for (const unit of stack.units.keys()) {
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await stack.dynamo(unit).send(new ScanCommand({ TableName: stack.auditTableOf(unit), ExclusiveStartKey: start, ConsistentRead: true }));
+      items.push(...(page.Items ?? []));
+      start = page.LastEvaluatedKey;
+    } while (start);
+  }
+  return items;
+}
