@@ -132,6 +132,8 @@ class PortBook {
     this.ports = file && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>) : {};
   }
   async take(name: string, wanted?: number): Promise<number> {
+    // Nothing to remember (a test stack): port 0, so the listener takes a free port atomically.
+    if (!this.file) return wanted ?? 0;
     const remembered = this.ports[name];
     const port = wanted ?? (remembered && (await portFree(remembered)) ? remembered : await freePort());
     if (this.file) {
@@ -239,7 +241,10 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   };
 
   try {
-    const coordPort = await ports.take('coordinator', opts.httpPort);
+    // The coordinator's public endpoint first: its port is the federation's URL.
+    const frontDoor = new FrontDoor('http://127.0.0.1:9', admissions);
+    const coordPort = await frontDoor.start(await ports.take('coordinator', opts.httpPort));
+    cleanups.push(() => frontDoor.close());
     const url = `http://127.0.0.1:${coordPort}`;
     // Nodes and the coordinator start side by side: on 2 cores their sls offline builds overlap.
     const coordinator = new OperatorUnit({
@@ -249,9 +254,6 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     });
     units.set('coordinator', coordinator);
     cleanups.push(() => coordinator.stop());
-    const frontDoor = new FrontDoor('http://127.0.0.1:9', admissions);
-    await frontDoor.start(coordPort);
-    cleanups.push(() => frontDoor.close());
 
     // Seeds: where the coordinator first asks for the membership. Proxy ports are known before any node starts.
     const seeds: { id: string; url: string }[] = [];

@@ -6,7 +6,7 @@
  * Development and test tooling only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -135,9 +135,26 @@ export class OperatorUnit {
     if (buckets.length) await createBuckets(this.s3(), buckets);
   }
 
-  /** Start (or restart) this operator's functions under sls offline; resolves once it serves `probePath`. */
+  /**
+   * Start (or restart) this operator's functions under sls offline; resolves once it serves
+   * `probePath`. A free port can be taken by someone else between our probe and sls offline's
+   * listen (an outgoing connection's ephemeral port, another stack): then it starts again on
+   * fresh ports, up to three times.
+   */
   async startFunctions(probePath: string, ready: (status: number) => boolean): Promise<void> {
     if (this.offline && this.offline.exitCode === null && this.offline.signalCode === null) return;
+    for (let attempt = 1; ; attempt++) {
+      const logStart = existsSync(this.logFile) ? statSync(this.logFile).size : 0;
+      try {
+        return await this.spawnOffline(probePath, ready);
+      } catch (e) {
+        const log = existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8').slice(logStart) : '';
+        if (attempt >= 3 || !log.includes('EADDRINUSE')) throw e;
+      }
+    }
+  }
+
+  private async spawnOffline(probePath: string, ready: (status: number) => boolean): Promise<void> {
     const offlinePort = await freePort();
     const lambdaPort = await freePort();
     this.offlinePort = offlinePort;

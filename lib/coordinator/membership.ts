@@ -49,8 +49,9 @@ export class MembershipView {
   /**
    * The membership, from the instance cache while it is fresh; `force` asks the nodes now.
    * When asking fails (members busy, slow or down) a membership learned in the last
-   * STALE_MS is used rather than refusing every request: members change rarely, and a
-   * change signed since then only matters to a reshare, which asks afresh (`force`).
+   * STALE_MS is used rather than refusing every request, even when `force` asked for a
+   * fresh one: members change rarely, and with too few members answering the operation
+   * that asked will name them itself.
    */
   async current(force = false): Promise<LearnedMembership> {
     const known = this.learned;
@@ -60,7 +61,7 @@ export class MembershipView {
     try {
       return await this.inflight;
     } catch (e) {
-      if (!force && known && Date.now() - known.learnedAt < STALE_MS) return known;
+      if (known && Date.now() - known.learnedAt < STALE_MS) return known;
       throw e;
     }
   }

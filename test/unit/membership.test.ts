@@ -169,7 +169,7 @@ describe('the coordinator learning the membership', () => {
     await v.current();
     for (const id of Object.keys(held)) held[id] = new Error('busy');
     expect((await v.current()).signed.document.version).toBe(1);
-    await expect(v.current(true)).rejects.toMatchObject({ code: 'quorum_not_reached' });
+    expect((await v.current(true)).signed.document.version).toBe(1);
   });
 });
 
