@@ -85,7 +85,7 @@ const describeAnswerSchema = z.object({
   nodeId: z.string(),
   identifier: z.string(),
   descriptor: descriptorSchema,
-  control: z.optional(z.looseObject({ state: z.string(), policyVersion: z.number().check(z.int()) })),
+  control: z.optional(z.looseObject({ state: z.string(), policyVersion: z.number().check(z.int()), policy: z.optional(z.unknown()) })),
 });
 const listAnswerSchema = z.object({ nodeId: z.string(), keys: z.array(z.object({ keyId: z.string(), versions: z.array(z.number().check(z.int())) })) });
 
@@ -236,7 +236,7 @@ export class Coordinator {
   async describeKey(keyId: string) {
     const { descriptor: d, lifecycle, reports } = await this.quorumView(keyId);
     const available = reports.filter((r) => r.status === 'valid').length;
-    // The lifecycle state and policy version most of the agreeing nodes hold (each node enforces its own).
+    // The lifecycle state, policy version and policy most of the agreeing nodes hold (each node enforces its own).
     return { key: { ...summarize(d), ...lifecycle }, availability: { available, quorumMargin: available - d.publicPackage.threshold }, nodes: reports };
   }
 
@@ -247,7 +247,7 @@ export class Coordinator {
       timeoutMs: this.deps.timeoutMs,
       stopEarly: false,
       call: (n, signal) => this.deps.client.call(n, { method: 'GET', path: '/key', query: { keyId } }, signal),
-      judge: (n, a): Verdict<{ d: KeyDescriptor; control?: { state: string; policyVersion: number } | undefined }> => {
+      judge: (n, a): Verdict<{ d: KeyDescriptor; control?: { state: string; policyVersion: number; policy?: unknown } | undefined }> => {
         const p = describeAnswerSchema.safeParse(a);
         if (!p.success || p.data.nodeId !== n.id || p.data.descriptor.keyId !== keyId) return { ok: false, status: 'error', error: 'malformed answer' };
         const d = p.data.descriptor as KeyDescriptor;
@@ -262,7 +262,8 @@ export class Coordinator {
       }
       throw quorumFailure(`no quorum of nodes agrees on key ${keyId}`, { nodes: reports });
     }
-    return { descriptor: w.members[0]!.value.d, lifecycle: mostCommon(w.members.flatMap((m) => (m.value.control ? [{ state: m.value.control.state, policyVersion: m.value.control.policyVersion }] : []))) ?? {}, reports };
+    // The policy too, for a client the nodes let describe the key (each node enforces its own copy).
+    return { descriptor: w.members[0]!.value.d, lifecycle: mostCommon(w.members.flatMap((m) => (m.value.control ? [{ state: m.value.control.state, policyVersion: m.value.control.policyVersion, ...(m.value.control.policy !== undefined ? { policy: m.value.control.policy } : {}) }] : []))) ?? {}, reports };
   }
 
   /** New shares of the same key for the same nodes and threshold; the old version is retired. */
