@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as z from '../zod.js';
-import { verifyAll } from '../audit/chain.js';
 import { canonicalJson } from '../crypto/hash.js';
 import { generateX25519, parseX25519Public, seal } from '../crypto/seal.js';
 import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
@@ -387,10 +386,6 @@ export class Coordinator {
   async publicKey(keyId: string) {
     const { key } = await this.describeKey(keyId);
     return { keyId, version: key.version, type: key.type, ...publicKeyFormats(fromHex(key.groupPublicKey), `fedkms:${keyId}`) };
-  }
-
-  async verifyAudit() {
-    return verifyAll(await this.deps.audit.readAll());
   }
 }
 
