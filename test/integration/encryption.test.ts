@@ -5,7 +5,7 @@
  * refusals (context, tampering, permission, lifecycle), a node down, a lying node named,
  * refresh and reshare keeping old ciphertexts decryptable, and the CLI round trip of a file.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,7 @@ import { partialAad } from '../../lib/node/decrypt';
 import { generateX25519, seal } from '../../lib/crypto/seal';
 import { fromB64, toB64, toHex } from '../../lib/encoding';
 import { call, newClient, scanAudit, statusOf, testStack } from '../support/stack';
+
 
 let stack: LocalStack;
 let key: EncryptionPublicKeyInfo;
@@ -82,7 +83,7 @@ describe('threshold decryption', () => {
     expect(r.usedNodes).toHaveLength(2);
     expect(r.rejected).toEqual([]);
     const audit = await scanAudit(stack);
-    const decrypts = audit.filter((i) => i['action']?.S === 'key.decrypt' && i['outcome']?.S === 'success' && String(i['pk']?.S ?? '').startsWith('node#'));
+    const decrypts = audit.filter((i) => i['action']?.S === 'key.decrypt' && i['outcome']?.S === 'success' && String(i['stream']?.S ?? '').startsWith('node#'));
     expect(decrypts.length).toBeGreaterThanOrEqual(2);
     expect(JSON.stringify(decrypts.map((d) => d['details']))).toContain('payroll');
   });
@@ -127,7 +128,8 @@ describe('threshold decryption', () => {
     const r = await decryptEndToEnd(client(), ct, context);
     expect(dec.decode(r.plaintext)).toBe('the payroll master key');
     expect(r.usedNodes.sort()).toEqual(['node1', 'node3']);
-    expect(statusOf(r.answer.body, 'node2')).toBe('unreachable');
+    // Asked first or kept as a spare (the hedged fan-out remembers failures): never a partial.
+    expect(['unreachable', 'cancelled']).toContain(statusOf(r.answer.body, 'node2'));
   });
 
   it('names a lying node, and decrypts without it', async () => {
@@ -203,4 +205,58 @@ describe('files of any size', () => {
   });
 });
 
-void existsSync; void mkdtempSync; void readFileSync; void readdirSync; void writeFileSync; void spawnSync; void os; void path; void toHex;
+
+/** The CLI as a child process (async: the stack's proxies live in this process), stdout as bytes. */
+const BIN = path.resolve(__dirname, '../../bin/fedkms');
+function fedkms(args: string[], cwd: string, input?: Buffer): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, FEDKMS_URL: stack.url, FEDKMS_CLIENT: 'admin', FEDKMS_CLIENT_KEY: stack.secrets['admin']!['privateKey'] };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr }));
+    child.stdin.end(input ?? Buffer.alloc(0));
+  });
+}
+
+describe('CLI', () => {
+  it('keys create --type encrypt, then encrypt and decrypt a file: round trip, wrong context leaves no output', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-enc-'));
+    const created = await fedkms(['keys', 'create', 'cli-vault', '--type', 'encrypt'], dir);
+    expect(created.code).toBe(0);
+    expect(created.stdout.toString()).toMatch(/threshold encryption key \(DKG\)/);
+    const data = Buffer.alloc(200_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+    writeFileSync(path.join(dir, 'plain.bin'), data);
+    const e = await fedkms(['encrypt', '--key', 'cli-vault', '--context', 'app=backup', '--context', 'host=db1', 'plain.bin', 'plain.bin.fkm'], dir);
+    expect(e.code).toBe(0);
+    expect(readFileSync(path.join(dir, 'plain.bin.fkm')).subarray(0, 4).toString()).toBe('FKMF');
+    const d = await fedkms(['decrypt', '--context', 'app=backup', '--context', 'host=db1', 'plain.bin.fkm', 'back.bin'], dir);
+    expect(d.code).toBe(0);
+    expect(d.stderr).toMatch(/Data key unwrapped by threshold decryption/);
+    expect(readFileSync(path.join(dir, 'back.bin')).equals(data)).toBe(true);
+    // Wrong context: exit 1, no output file, no temporary file left behind.
+    const wrong = await fedkms(['decrypt', '--context', 'app=backup', 'plain.bin.fkm', 'nope.bin'], dir);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/context/);
+    // Truncated payload: the data key unwraps, the stream does not authenticate: exit 1, nothing written.
+    const blob = readFileSync(path.join(dir, 'plain.bin.fkm'));
+    writeFileSync(path.join(dir, 'cut.fkm'), blob.subarray(0, blob.length - 1000));
+    const cut = await fedkms(['decrypt', '--context', 'app=backup', '--context', 'host=db1', 'cut.fkm', 'cut.bin'], dir);
+    expect(cut.code).toBe(1);
+    expect(readdirSync(dir).sort()).toEqual(['back.bin', 'cut.fkm', 'plain.bin', 'plain.bin.fkm']);
+    expect(existsSync(path.join(dir, 'nope.bin'))).toBe(false);
+  });
+
+  it('stdin to stdout', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-enc-'));
+    const e = await fedkms(['encrypt', '--key', 'cli-vault'], dir, Buffer.from('secret notes\n'));
+    expect(e.code).toBe(0);
+    const d = await fedkms(['decrypt'], dir, e.stdout);
+    expect(d.code).toBe(0);
+    expect(d.stdout.toString()).toBe('secret notes\n');
+  });
+});
