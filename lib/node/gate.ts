@@ -168,7 +168,9 @@ export class ClientGate {
     const a = await this.access.authenticate(env, scope);
     requireClientRoute(a, 'POST', /^\/keys$/, 'creating a key');
     const asked = isDkgType(a.body['type']) ? a.body['type'] : 'secret';
-    if (a.body['keyId'] !== keyId || asked !== type) {
+    // A dealt key (PUT /fragment) is always a secret: a key the client asked to be born by DKG
+    // must never be dealt, or its dealer (the coordinator) would know it.
+    if (a.body['keyId'] !== keyId || asked !== type || (scope === 'PUT /fragment' && type !== 'secret')) {
       throw new ForbiddenError('client_request_mismatch', 'the client asked to create another key');
     }
     requireRole(a.who, CREATORS, 'create keys');

@@ -188,6 +188,19 @@ describe('threshold decryption', () => {
     expect(k2).toEqual({ ...key, version: 2 });
     expect(dec.decode((await decryptEndToEnd(client(), encryptTo(k2, enc.encode('v2'), {}), {})).plaintext)).toBe('v2');
   });
+
+  it('reshare (to 3-of-3) keeps old ciphertexts decryptable; its canary is the only signature an encrypt key makes', async () => {
+    const r = await call(stack, 'POST', '/keys/vault/reshare', { body: { threshold: 3 } });
+    expect(r.status).toBe(200);
+    expect(r.body.key).toMatchObject({ version: 3, threshold: 3 });
+    const out = await decryptEndToEnd(client(), ct, context);
+    expect(out.version).toBe(3);
+    expect(out.usedNodes.sort()).toEqual(['node1', 'node2', 'node3']);
+    expect(dec.decode(out.plaintext)).toBe('the payroll master key');
+    expect((await encryptionKey(client(), 'vault')).groupKey).toBe(key.groupKey);
+    // Still no signing for clients.
+    expect((await call(stack, 'POST', '/keys/vault/sign', { body: { message: toB64(enc.encode('x')) } })).body.error.code).toBe('key_not_signing');
+  });
 });
 
 describe('files of any size', () => {

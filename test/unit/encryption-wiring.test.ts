@@ -86,7 +86,7 @@ async function encryptNode(type: KeyDescriptor['type'] = 'encrypt') {
   const me = { nodeId: 'node1', identifier: ids[0]!, wrapKey, x25519Private: generateX25519().privateKey, version: 'test' };
   const service = new NodeService(me, { store, audit });
   await service.storeShare(d, dealt.shares[0]!.signingShare, 'test');
-  const gate = new ClientGate(access, async () => 1, { claims: { scope: 'node1', guard: replay } });
+  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: 'node1', guard: replay } });
   const alice = identity('alice');
   const bob = identity('bob');
   await access.putClient({ name: 'alice', publicKey: toB64(alice.pk), roles: [], status: 'active' });
@@ -125,6 +125,21 @@ describe('ClientGate.decrypt', () => {
     expect(await code(() => gate.decrypt(envelope(bob, { method: 'POST', path: '/keys/vault/decrypt', body }), 'vault', body))).toBe('not_authorized');
     await access.putControl({ ...(await access.control('vault'))!, state: 'disabled' } satisfies KeyControl);
     expect(await code(() => gate.decrypt(envelope(alice, { method: 'POST', path: '/keys/vault/decrypt', body }), 'vault', body))).toBe('key_disabled');
+  });
+});
+
+describe('ClientGate.create for encrypt keys', () => {
+  it('admits a DKG round 1 for exactly the type the client asked, and never a dealt encrypt key', async () => {
+    const { gate, access } = await encryptNode();
+    const carl = identity('carl');
+    await access.putClient({ name: 'carl', publicKey: toB64(carl.pk), roles: ['key-creator'], status: 'active' });
+    const create = (body: unknown) => envelope(carl, { method: 'POST', path: '/keys', body });
+    expect(await code(() => gate.create(create({ keyId: 'e1', type: 'encrypt' }), 'e1', 'encrypt', 'POST /dkg/round1'))).toBe('ok');
+    expect(await code(() => gate.create(create({ keyId: 'e2', type: 'encrypt' }), 'e2', 'ed25519', 'POST /dkg/round1'))).toBe('client_request_mismatch');
+    expect(await code(() => gate.create(create({ keyId: 'e3', type: 'ed25519' }), 'e3', 'encrypt', 'POST /dkg/round1'))).toBe('client_request_mismatch');
+    expect(await code(() => gate.create(create({ keyId: 'e4' }), 'e4', 'encrypt', 'POST /dkg/round1'))).toBe('client_request_mismatch');
+    // A coordinator dealing the key itself would know it: refused.
+    expect(await code(() => gate.create(create({ keyId: 'e5', type: 'encrypt' }), 'e5', 'encrypt', 'PUT /fragment'))).toBe('client_request_mismatch');
   });
 });
 
