@@ -4,10 +4,11 @@
  * wrapped to the key's public key); decrypt unwraps the data key by threshold decryption, end
  * to end (lib/client/decrypt.ts), then streams the payload (chunked AEAD, lib/crypto/stream-aead.ts).
  * Standard input and output by default. Output goes to a temporary file renamed into place only
- * once the whole input authenticated: a failed decryption leaves no partial output (on stdout,
- * nothing is written unless the whole input authenticated, so stdout output is held in memory).
+ * once the whole input authenticated: a failed decryption leaves no partial output (to stdout,
+ * decrypted data is spooled to a private temporary file first and printed only once complete).
  */
-import { createReadStream, createWriteStream, renameSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -62,28 +63,34 @@ async function* counted(src: AsyncIterable<Uint8Array>, size: number | undefined
   }
 }
 
+async function writeAll(w: NodeJS.WritableStream, data: AsyncIterable<Uint8Array>): Promise<void> {
+  for await (const c of data) if (!w.write(c)) await new Promise<void>((r) => w.once('drain', () => r()));
+}
+
 /**
- * Write `data` to `output` (a temp file beside it, renamed at the end) or to stdout (held back
- * until complete). Any error removes the temp file and writes nothing.
+ * Write `data` to `output`: a temporary file beside it (mode 0600), renamed into place only
+ * once `data` ended without error. Any error removes the temporary file: nothing is written.
+ * To stdout: streamed as it comes when `atomic` is off (encryption cannot fail half way on
+ * authenticity); otherwise spooled to a 0600 temporary file and copied to stdout only once
+ * complete, so a failed decryption prints nothing, whatever the size.
  */
-async function commit(data: AsyncIterable<Uint8Array>, output: string | undefined): Promise<void> {
-  if (isStd(output)) {
-    const parts: Uint8Array[] = [];
-    for await (const c of data) parts.push(c);
-    for (const p of parts) if (!process.stdout.write(p)) await new Promise((r) => process.stdout.once('drain', r));
-    return;
-  }
-  const tmp = path.join(path.dirname(output!), `.${path.basename(output!)}.${randomBytes(6).toString('hex')}.tmp`);
+async function commit(data: AsyncIterable<Uint8Array>, output: string | undefined, atomic: boolean): Promise<void> {
+  if (isStd(output) && !atomic) return writeAll(process.stdout, data);
+  const dir = isStd(output) ? mkdtempSync(path.join(os.tmpdir(), 'fedkms-')) : path.dirname(output!);
+  const tmp = path.join(dir, `.${isStd(output) ? 'stdout' : path.basename(output!)}.${randomBytes(6).toString('hex')}.tmp`);
   const w = createWriteStream(tmp, { mode: 0o600 });
   try {
-    for await (const c of data) if (!w.write(c)) await new Promise<void>((r) => w.once('drain', () => r()));
+    await writeAll(w, data);
     w.end();
     await finished(w);
-    renameSync(tmp, output!);
+    if (isStd(output)) await writeAll(process.stdout, createReadStream(tmp));
+    else renameSync(tmp, output!);
   } catch (e) {
     w.destroy();
-    rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    rmSync(tmp, { force: true });
+    if (isStd(output)) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -107,7 +114,7 @@ export async function cmdEncrypt(ctx: Ctx, args: string[]): Promise<number> {
   }
   const src = await source(input);
   const quiet = ctx.json || (src.size !== undefined && src.size < PROGRESS_BYTES);
-  await commit(encryptFile(key, counted(src.stream, src.size, 'encrypted', quiet), context), output);
+  await commit(encryptFile(key, counted(src.stream, src.size, 'encrypted', quiet), context), output, false);
   if (!isStd(output)) err(`Encrypted to "${keyId}" v${key.version} (no node involved): ${output}`);
   if (ctx.json && !isStd(output)) out(JSON.stringify({ keyId, version: key.version, output }));
   return EXIT.ok;
@@ -125,7 +132,7 @@ export async function cmdDecrypt(ctx: Ctx, args: string[]): Promise<number> {
       used = r.usedNodes;
       if (!ctx.json) err(`Data key unwrapped by threshold decryption (${r.keyId} v${r.version}; partials from ${r.usedNodes.join(', ')}${r.rejected.length ? `; named and excluded: ${r.rejected.map((x) => `${x.nodeId} (${x.reason})`).join(', ')}` : ''}).`);
     });
-    await commit(counted(plain, src.size, 'decrypted', quiet), output);
+    await commit(counted(plain, src.size, 'decrypted', quiet), output, true);
   } catch (e) {
     if (e instanceof DecryptRequestError) return failure(e.answer, ctx.json, 'decrypt');
     if (e instanceof CiphertextError || e instanceof DecryptError) {

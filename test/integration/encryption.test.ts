@@ -176,6 +176,21 @@ describe('threshold decryption', () => {
     expect(dec.decode((await decryptEndToEnd(client(), ct, context)).plaintext)).toBe('the payroll master key');
   });
 
+  it('destroyed keys refuse (410)', async () => {
+    expect((await call(stack, 'POST', '/keys', { body: { keyId: 'gone', type: 'encrypt' } })).status).toBe(201);
+    const k = await encryptionKey(client(), 'gone');
+    const old = encryptTo(k, enc.encode('bye'), {});
+    expect(dec.decode((await decryptEndToEnd(client(), old, {})).plaintext)).toBe('bye');
+    expect((await call(stack, 'POST', '/keys/gone/state', { body: { state: 'disabled' } })).status).toBe(200);
+    expect((await call(stack, 'POST', '/keys/gone/state', { body: { state: 'destroyed' } })).status).toBe(200);
+    const r = await call(stack, 'POST', '/keys/gone/decrypt', { body: { ciphertext: toB64(old), context: {}, recipient: toB64(generateX25519().publicKey) } });
+    expect(r.status).toBe(410);
+    expect(r.body.error.code).toBe('key_destroyed');
+    const e = await decryptEndToEnd(client(), old, {}).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DecryptRequestError);
+    expect((e as DecryptRequestError).answer.status).toBe(410);
+  });
+
   it('refresh keeps old ciphertexts decryptable', async () => {
     const r = await call(stack, 'POST', '/keys/vault/refresh', { body: {} });
     expect(r.status).toBe(200);
