@@ -279,6 +279,21 @@ describe('CLI', () => {
     expect(existsSync(path.join(dir, 'nope.bin'))).toBe(false);
   });
 
+  it('shows progress on stderr for large files, and round-trips them', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-enc-'));
+    const big = Buffer.alloc(17 * 1024 * 1024, 0x5a);
+    big.writeUInt32BE(0xdeadbeef, big.length - 4);
+    writeFileSync(path.join(dir, 'big.bin'), big);
+    const e = await fedkms(['encrypt', '--key', 'cli-vault', 'big.bin', 'big.fkm'], dir);
+    expect(e.code).toBe(0);
+    expect(e.stderr).toMatch(/encrypted 8 MiB of 17 MiB \(47%\)/);
+    expect(e.stderr).toMatch(/encrypted 16 MiB of 17 MiB/);
+    const d = await fedkms(['decrypt', 'big.fkm', 'big.out'], dir);
+    expect(d.code).toBe(0);
+    expect(d.stderr).toMatch(/decrypted 8 MiB/);
+    expect(readFileSync(path.join(dir, 'big.out')).equals(big)).toBe(true);
+  });
+
   it('stdin to stdout', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'fedkms-enc-'));
     const e = await fedkms(['encrypt', '--key', 'cli-vault'], dir, Buffer.from('secret notes\n'));
