@@ -7,8 +7,8 @@
  * Decrypt by threshold, end to end: a fresh X25519 key for this one request; the coordinator
  * relays to t nodes, each of which checks this client's own signed request and the key's
  * policy, then seals its partial and DLEQ proof to that key. Here every box is opened and
- * every proof verified against the verifying shares of the key's public package (from
- * `GET /keys/{id}`, as reconstruction trusts them); a node whose partial fails is named and
+ * every proof verified against the verifying shares of the key's public package (the quorum
+ * view of `GET /keys/{id}/public`, which reconstruction trusts too); a node whose partial fails is named and
  * dropped, and the request is repeated without it while enough nodes remain.
  */
 import { generateX25519, open } from '../crypto/seal.js';
@@ -17,7 +17,6 @@ import {
   ciphertextDigest,
   decrypt as combineAndOpen,
   encrypt,
-  encryptionKeyFromPublicPackage,
   parseEnvelope,
   ThresholdDecryptError,
   verifyEnvelope,
@@ -29,7 +28,6 @@ import {
 import { randomBytes } from 'node:crypto';
 import { toB64, wipe } from '../encoding.js';
 import { decryptStream, encryptStream } from '../crypto/stream-aead.js';
-import type { PublicPackage } from '../crypto/shares.js';
 import { partialAad } from '../node/decrypt.js';
 import type { ApiAnswer, FedkmsClient } from './api.js';
 
@@ -90,15 +88,15 @@ const answerOf = (status: number, code: string, message: string): ApiAnswer => (
 export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext = {}, opts: { maxRounds?: number } = {}): Promise<DecryptResult> {
   const env = parseEnvelope(ciphertext);
   const keyId = env.keyId;
-  const described = await client.call('GET', `/keys/${keyId}`);
-  if (described.status !== 200) throw new DecryptRequestError(`cannot describe key ${keyId}`, described);
-  const k = described.body.key as { version: number; type: string; threshold: number; total: number; commitments: string[]; verifyingShares: Record<string, string>; participants: { nodeId: string; identifier: string }[] };
+  // The key's public package as a quorum of nodes agrees on it (the view reconstruction trusts
+  // too), from the public route: decrypting needs the `decrypt` permission, not `describe`.
+  const described = await client.call('GET', `/keys/${keyId}/public`);
+  if (described.status !== 200) throw new DecryptRequestError(`cannot read the public key of ${keyId}`, described);
+  const k = described.body as { version: number; type: string; threshold: number; groupKey: string; verifyingShares: Record<string, string> };
   if (k.type !== 'encrypt') throw new DecryptRequestError(`key ${keyId} is not an encryption key`, answerOf(409, 'key_not_encryption', `key ${keyId} is ${k.type}`));
-  const pub: PublicPackage = { threshold: k.threshold, total: k.total, commitments: k.commitments, verifyingShares: k.verifyingShares };
   // The key as it was at encryption (same group key) with the verifying shares of the version the nodes will use.
-  const key: EncryptionPublicKey = encryptionKeyFromPublicPackage(keyId, env.keyVersion, pub);
+  const key: EncryptionPublicKey = { keyId, keyVersion: env.keyVersion, threshold: k.threshold, groupKey: k.groupKey, verifyingShares: k.verifyingShares };
   verifyEnvelope(key, ciphertext, context);
-  const nodeOf = new Map(k.participants.map((p) => [p.identifier, p.nodeId]));
   const digest = ciphertextDigest(ciphertext);
   const rejected: Rejected[] = [];
   for (let round = 0; round < (opts.maxRounds ?? 3); round++) {
@@ -113,7 +111,8 @@ export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Arr
       const byIdentifier = new Map<string, string>();
       for (const p of (answer.body?.partials ?? []) as { nodeId: string; identifier: string; version: number; sealed: { epk: string; iv: string; ct: string; tag: string } }[]) {
         const nodeId = String(p.nodeId);
-        if (p.version !== k.version || nodeOf.get(p.identifier) !== nodeId) {
+        // The box's AAD binds node and identifier; the proof, the identifier's verifying share.
+        if (p.version !== k.version || typeof p.identifier !== 'string' || !(p.identifier in key.verifyingShares)) {
           rejected.push({ nodeId, reason: 'answer for another key version or identifier' });
           continue;
         }

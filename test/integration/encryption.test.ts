@@ -123,6 +123,16 @@ describe('threshold decryption', () => {
     expect((e as DecryptRequestError).answer.body.error.code).toBe('not_authorized');
   });
 
+  it('a client the policy lets decrypt needs no describe permission', async () => {
+    const dora = await newClient(stack, 'dora');
+    const r = await call(stack, 'POST', '/keys', { body: { keyId: 'app-key', type: 'encrypt', policy: { decrypt: ['client:dora'] } } });
+    expect(r.status).toBe(201);
+    expect((await call(stack, 'GET', '/keys/app-key', { as: dora })).status).toBe(403);
+    const k = await encryptionKey(client(dora), 'app-key');
+    const out = await decryptEndToEnd(client(dora), encryptTo(k, enc.encode('for dora'), { to: 'dora' }), { to: 'dora' });
+    expect(dec.decode(out.plaintext)).toBe('for dora');
+  });
+
   it('decrypts with one node down', async () => {
     await stack.setNode('node2', { kind: 'down' });
     const r = await decryptEndToEnd(client(), ct, context);
