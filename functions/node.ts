@@ -19,6 +19,7 @@ import { auditReport } from '../lib/node/audit-report.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
+import { decryptSchema } from '../lib/node/decrypt.js';
 
 const versionParam = z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(1_000_000)));
 const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(), version: versionParam });
@@ -122,7 +123,7 @@ export const handler = httpApi({
     // Distributed key generation, relayed by the coordinator (lib/node/dkg.ts).
     'POST /dkg/round1': authed(async (rt, req, _signer, client) => {
       const body = parseInput(dkgSchemas.round1, req.body);
-      await rt.gate.create(client, parseKeyId(body.keyId), 'ed25519', 'POST /dkg/round1');
+      await rt.gate.create(client, parseKeyId(body.keyId), body.type ?? 'ed25519', 'POST /dkg/round1');
       return rt.dkg.round1(body);
     }, { member: true }),
     'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body)), { member: true }),
@@ -143,8 +144,16 @@ export const handler = httpApi({
       const body = parseInput(signSchemas.share, req.body);
       const keyId = parseKeyId(body.keyId);
       const check = rt.gate.beginSignShare(client, keyId, body.sessionId);
-      return rt.signing.share({ ...body, keyId }, signer, async (version, message) => (await check(message, version)).actor);
+      return rt.signing.share({ ...body, keyId }, signer, async (version, message, keyType) => (await check(message, version, keyType)).actor);
     }),
+    // Threshold decryption (lib/node/decrypt.ts): a proven partial, sealed to the client's one-time key.
+    'POST /decrypt': authed(async (rt, req, _signer, client) => {
+      const body = parseInput(decryptSchema, req.body);
+      const keyId = parseKeyId(body.keyId);
+      const recipient = parseX25519Public(body.recipient);
+      const g = await rt.gate.decrypt(client, keyId, body);
+      return rt.decrypt.decrypt({ ...body, keyId }, recipient, g.actor, g.requestId);
+    }, { member: true }),
     // Refresh and reshare (lib/node/reshare.ts).
     'POST /reshare/deal': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.deal, req.body);

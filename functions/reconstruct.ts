@@ -11,6 +11,7 @@ import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from
 import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
 import { attachApprovals } from '../lib/coordinator/client-context.js';
 import { reshareSchema } from '../lib/coordinator/reshare.js';
+import { decryptSchema } from '../lib/coordinator/decrypt.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseKeyId } from '../lib/key-id.js';
 import { telemetry } from '../lib/observability.js';
@@ -75,6 +76,8 @@ export const handler = httpApi({
       if (input.recipient && input.expiresAt) attachApprovals(await rt.admin.approvalsFor(keyId, who.name, input.recipient, input.expiresAt));
       return rt.coordinator.reconstruct(keyId, input, actor);
     }),
+    // Threshold decryption: each node checks the client's request, seals its proven partial to the client's key.
+    'POST /keys/{keyId}/decrypt': relayed((rt, req, { actor }) => rt.coordinator.decrypt(keyOf(req), parseInput(decryptSchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/state': relayed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
     'PUT /keys/{keyId}/policy': relayed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
     'GET /clients': authed((rt) => rt.admin.listClients()),

@@ -6,7 +6,7 @@ import * as z from '../zod.js';
 import { CLIENT_NAME } from '../crypto/client-auth.js';
 import { ConflictError, FedkmsError, ForbiddenError } from '../errors.js';
 
-export const OPERATIONS = ['sign', 'reconstruct', 'describe', 'admin'] as const;
+export const OPERATIONS = ['sign', 'reconstruct', 'decrypt', 'describe', 'admin'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 const ROLE = /^[a-z][a-z0-9-]{0,31}$/;
@@ -20,6 +20,12 @@ export const policySchema = z
   .strictObject({
     sign: principals,
     reconstruct: principals,
+    /**
+     * Threshold decryption with an `encrypt` key (a partial per node, sealed to the client).
+     * Optional so that control documents written before it existed still parse: absent, the
+     * `reconstruct` list decides (it held the same principals by default).
+     */
+    decrypt: z.optional(principals),
     describe: principals,
     admin: principals,
     /** Reconstruction needs this many approvals by distinct approvers other than the requester. */
@@ -38,6 +44,7 @@ export function defaultPolicy(creator: string, input: PolicyInput = {}): Policy 
   return {
     sign: input.sign ?? owner,
     reconstruct: input.reconstruct ?? owner,
+    decrypt: input.decrypt ?? owner,
     describe: input.describe ?? [...owner, 'role:auditor'],
     admin: input.admin ?? owner,
     approvals: input.approvals ?? { required: 0, approvers: ['role:approver'] },
@@ -63,8 +70,11 @@ export interface Principal {
 export const matches = (list: readonly string[], who: Principal): boolean =>
   list.includes(`client:${who.name}`) || who.roles.some((r) => list.includes(`role:${r}`));
 
+/** Who holds `op` under `policy`; a policy that predates `decrypt` lets the `reconstruct` list decrypt. */
+export const holders = (policy: Policy, op: Operation): readonly string[] => (op === 'decrypt' ? (policy.decrypt ?? policy.reconstruct) : policy[op]);
+
 export function requirePermission(policy: Policy, who: Principal, op: Operation, keyId: string): void {
-  if (!matches(policy[op], who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not ${op} key ${keyId}`);
+  if (!matches(holders(policy, op), who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not ${op} key ${keyId}`);
 }
 
 /** Federation-wide operations that belong to no key. */
@@ -90,10 +100,10 @@ export function assertTransition(keyId: string, from: KeyState, to: KeyState): v
   }
 }
 
-/** Signing and reconstruction need an active key; a destroyed key answers nothing but its state. */
+/** Signing, reconstruction and decryption need an active key; a destroyed key answers nothing but its state. */
 export function assertUsable(keyId: string, state: KeyState, op: Operation): void {
   if (state === 'destroyed') throw new KeyGoneError(keyId);
-  if ((op === 'sign' || op === 'reconstruct') && state !== 'active') {
+  if ((op === 'sign' || op === 'reconstruct' || op === 'decrypt') && state !== 'active') {
     throw new ConflictError(`key_${state.replace('-', '_')}`, `key ${keyId} is ${state}; ${op} needs an active key`);
   }
 }

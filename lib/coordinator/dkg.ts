@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import * as z from '../zod.js';
 import { identifierFor, groupPublicKey, type PublicPackage } from '../crypto/shares.js';
 import { AuditUnavailableError, BadRequestError, ConflictError, KeyBeingCreatedError, ProtocolAbortedError, type Culprit, type FedkmsError } from '../errors.js';
-import type { KeyDescriptor } from '../node/fragment.js';
+import type { DkgKeyType, KeyDescriptor } from '../node/fragment.js';
 import { publicPackageSchema } from '../node/fragment.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import { gather, type NodeReport, type Verdict, quorumFailure } from './fanout.js';
@@ -102,14 +102,15 @@ export class Dkg {
     return { answers, reports: result.reports, complete: answers.size === nodes.length };
   }
 
-  async create(input: { keyId: string; threshold: number }, actor: string) {
+  async create(input: { keyId: string; threshold: number; type?: DkgKeyType }, actor: string) {
     const { keyId, threshold } = input;
+    const type = input.type ?? 'ed25519';
     const nodes = this.deps.nodes;
     if (threshold < 2 || threshold > nodes.length) throw new BadRequestError('invalid_threshold', `threshold must be 2 to ${nodes.length}`);
     const sessionId = randomUUID();
     const participants = nodes.map((n) => ({ nodeId: n.id, identifier: identifierFor(n.index) }));
     const createdAt = new Date().toISOString();
-    await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.start', keyId, outcome: 'success', details: { sessionId, threshold, participants: nodes.map((n) => n.id) } });
+    await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.start', keyId, outcome: 'success', details: { sessionId, type, threshold, participants: nodes.map((n) => n.id) } });
 
     let reports: NodeReport[] = [];
     // The nodes that may hold this create's claim (known after round 1): an abort releases it there.
@@ -136,7 +137,8 @@ export class Dkg {
 
     // Round 1 claims the id on each node: the first node alone, then the rest (see above).
     const retryAfterS = new Map<string, number>();
-    const round1Body = () => ({ sessionId, keyId, threshold, participants, createdAt });
+    // ed25519 runs send no type, as before: a node that predates other types still takes part.
+    const round1Body = () => ({ sessionId, keyId, threshold, participants, createdAt, ...(type === 'ed25519' ? {} : { type }) });
     warmUp(this.deps, nodes.slice(1));
     const lead = await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(0, 1), retryAfterS);
     const rest = lead.complete ? await this.everyNode('/dkg/round1', round1Body, round1Answer, nodes.slice(1), retryAfterS) : undefined;
@@ -178,7 +180,7 @@ export class Dkg {
     const commit = await this.everyNode('/dkg/commit', () => ({ sessionId, publicPackageDigest: first.publicPackageDigest }), z.object({ nodeId: z.string(), stored: z.literal(true) }));
     reports = commit.reports;
     if (!commit.complete) await abort(`commit failed on ${failed(commit.reports).map((x) => x.nodeId).join(', ')}`, []);
-    const descriptor: KeyDescriptor = { keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt, publicPackage, participants };
+    const descriptor: KeyDescriptor = { keyId, version: 1, type, origin: 'dkg', state: 'active', createdAt, publicPackage, participants };
     try {
       await this.deps.audit.append(AUDIT_STREAM, { actor, action: 'dkg.finish', keyId, outcome: 'success', details: { sessionId, groupPublicKey: groupPublicKey(publicPackage), threshold, nodes: reports } });
     } catch {

@@ -12,7 +12,7 @@ import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite
 import { commitmentFromHex, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { groupPublicKey, identifierFor } from '../crypto/shares.js';
 import { fromHex, toB64, toHex } from '../encoding.js';
-import { AuditUnavailableError, BadRequestError, NotFoundError, type Culprit } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, NotFoundError, type Culprit } from '../errors.js';
 import type { PoolEntry, PooledCommitment } from '../ports.js';
 import { POOL_TTL_S } from '../node/signing.js';
 import { descriptorSchema, type KeyDescriptor } from '../node/fragment.js';
@@ -71,6 +71,10 @@ export class Signing {
       }
       if (!plan) break;
       const { d, signers, list, sessions } = plan;
+      // Every node refuses too (lib/node/gate.ts); saying so here spares round 2.
+      if (d.type === 'encrypt' && mode !== 'canary') {
+        throw new ConflictError('key_not_signing', `key ${keyId} is an encryption key; it does not sign (decrypt with it instead)`);
+      }
       const pub = publicPackageFromHex(d.publicPackage);
       const commitments = list.map(commitmentFromHex);
       const suite = await signingSuite();

@@ -22,7 +22,7 @@ import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
 import { BadRequestError, ConflictError, KeyBeingCreatedError, PeerMisbehaviorError, SessionError, type Culprit } from '../errors.js';
 import type { AuditLog } from '../ports.js';
 import type { PeerEntry } from '../runtime-config.js';
-import type { KeyDescriptor } from './fragment.js';
+import type { DkgKeyType, KeyDescriptor } from './fragment.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
@@ -39,6 +39,8 @@ export const dkgSchemas = {
     threshold: z.number().check(z.int(), z.gte(2), z.lte(255)),
     participants: z.array(participant).check(z.minLength(2), z.maxLength(255)),
     createdAt: z.iso.datetime(),
+    /** What the key is for (default ed25519): the same DKG makes both; the descriptor says which. */
+    type: z.optional(z.enum(['ed25519', 'encrypt'])),
   }),
   confirm: z.strictObject({
     sessionId: z.string().check(z.regex(SESSION_ID)),
@@ -57,6 +59,8 @@ interface DkgState {
   expiresAt: number;
   step: 'round1' | 'confirmed' | 'round2' | 'finished';
   keyId: string;
+  /** Absent in sessions begun before key types other than ed25519 existed. */
+  type?: DkgKeyType;
   threshold: number;
   createdAt: string;
   participants: { nodeId: string; identifier: string }[];
@@ -71,8 +75,9 @@ interface DkgState {
 
 // What a node signs. The session, key and participant list are inside, so a package
 // cannot be replayed into another run.
-const round1Statement = (sessionId: string, s: Pick<DkgState, 'keyId' | 'threshold' | 'participants'>, pkg: Round1Hex) =>
-  ({ type: 'fedkms.dkg.round1', sessionId, keyId: s.keyId, threshold: s.threshold, participants: s.participants, package: pkg });
+// The key type is in it too (only when not ed25519, so statements of signing-key runs are unchanged).
+const round1Statement = (sessionId: string, s: Pick<DkgState, 'keyId' | 'threshold' | 'participants' | 'type'>, pkg: Round1Hex) =>
+  ({ type: 'fedkms.dkg.round1', sessionId, keyId: s.keyId, ...(s.type && s.type !== 'ed25519' ? { keyType: s.type } : {}), threshold: s.threshold, participants: s.participants, package: pkg });
 const confirmStatement = (sessionId: string, digest: string) => ({ type: 'fedkms.dkg.confirm', sessionId, digest });
 const shareAad = (sessionId: string, from: string, to: string) => `fedkms/dkg-share/v1|${sessionId}|${from}|${to}`;
 export const publicPackageDigest = (p: PublicPackage) => sha256Hex(canonicalJson(p));
@@ -114,7 +119,7 @@ export class NodeDkg {
     const claim = await this.node.controlStamp(req.keyId);
     const r1 = frost.DKG.round1(this.id.identifier, { min: req.threshold, max: n });
     const own: Round1Hex = { identifier: r1.public.identifier, commitment: r1.public.commitment.map(toHex), proofOfKnowledge: toHex(r1.public.proofOfKnowledge) };
-    const state: DkgState = { expiresAt: this.vault.expiry(), step: 'round1', keyId: req.keyId, threshold: req.threshold, createdAt: req.createdAt, participants: req.participants, own, secret: r1.secret, claim };
+    const state: DkgState = { expiresAt: this.vault.expiry(), step: 'round1', keyId: req.keyId, type: req.type ?? 'ed25519', threshold: req.threshold, createdAt: req.createdAt, participants: req.participants, own, secret: r1.secret, claim };
     await this.vault.save(KIND, req.sessionId, state);
     await this.audit.append(auditStream(this.id.nodeId), { actor: 'coordinator', action: 'dkg.round1', keyId: req.keyId, outcome: 'success', details: { sessionId: req.sessionId, threshold: req.threshold, participants: [...ids] } });
     return { nodeId: this.id.nodeId, package: own, signature: signStatement(this.id.signingKey, round1Statement(req.sessionId, state, own)) };
@@ -220,7 +225,7 @@ export class NodeDkg {
     const claimStands = async () => s.claim === undefined || (await this.node.controlStamp(s.keyId)) === s.claim;
     const lost = () => this.abortWith(req.sessionId, s.keyId, new KeyBeingCreatedError(s.keyId, 1));
     if (!(await claimStands())) await lost();
-    const d: KeyDescriptor = { keyId: s.keyId, version: 1, type: 'ed25519', origin: 'dkg', state: 'active', createdAt: s.createdAt, publicPackage: r.publicPackage, participants: s.participants };
+    const d: KeyDescriptor = { keyId: s.keyId, version: 1, type: s.type ?? 'ed25519', origin: 'dkg', state: 'active', createdAt: s.createdAt, publicPackage: r.publicPackage, participants: s.participants };
     const share = fromHex(r.signingShare);
     try {
       const out = await this.node.storeShare(d, share, 'coordinator');

@@ -35,8 +35,12 @@ export const participantSchema = z.strictObject({ nodeId: z.string(), identifier
 export const descriptorSchema = z.strictObject({
   keyId: z.string(),
   version: z.number().check(z.int(), z.gte(1)),
-  /** `secret`: a wrapped user secret, reconstructable. `ed25519`: a signing key born by DKG, never reconstructable. */
-  type: z.enum(['secret', 'ed25519']),
+  /**
+   * `secret`: a wrapped user secret, reconstructable. `ed25519`: a signing key born by DKG,
+   * never reconstructable. `encrypt`: a threshold decryption key born by DKG (ristretto255,
+   * lib/crypto/threshold-decrypt.ts), never reconstructable and never used to sign.
+   */
+  type: z.enum(['secret', 'ed25519', 'encrypt']),
   origin: z.optional(z.enum(['import', 'generate', 'dkg'])),
   state: z.enum(['active']),
   createdAt: z.string(),
@@ -46,6 +50,9 @@ export const descriptorSchema = z.strictObject({
 });
 
 export type KeyDescriptor = z.infer<typeof descriptorSchema>;
+/** Key types born by DKG: no process ever holds the whole key, so none is ever reconstructed. */
+export type DkgKeyType = 'ed25519' | 'encrypt';
+export const isDkgType = (t: unknown): t is DkgKeyType => t === 'ed25519' || t === 'encrypt';
 
 export interface FragmentObject {
   format: typeof FRAGMENT_FORMAT;

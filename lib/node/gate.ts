@@ -11,11 +11,15 @@ import { fromB64, fromHex } from '../encoding.js';
 import { ConflictError, ForbiddenError, KeyBeingCreatedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
 import { assertUsable, KeyGoneError, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
+import { isDkgType, type DkgKeyType, type KeyDescriptor } from './fragment.js';
+
+type KeyType = KeyDescriptor['type'];
 import { requestMark, requireClientRoute, type Authenticated, type DealtControl, type KeyControl, type NodeAccess } from './access.js';
 
 const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62})/${action}$`);
 const SIGN = keyRoute('sign');
 const RECONSTRUCT = keyRoute('reconstruct');
+const DECRYPT = keyRoute('decrypt');
 const RESHARE = keyRoute('(?:refresh|reshare)');
 const STATE = keyRoute('state');
 const POLICY = keyRoute('policy');
@@ -107,20 +111,36 @@ export class ClientGate {
   }
 
   /**
+   * POST /decrypt: a threshold decryption the client asked for, of exactly this ciphertext
+   * under exactly this context, sealed to the recipient the client named, by a client the
+   * key's policy lets decrypt, while the key is active.
+   */
+  async decrypt(env: ClientEnvelope | undefined, keyId: string, asked: { ciphertext: string; context: Record<string, string>; recipient: string }): Promise<GateResult & { requestId: string }> {
+    const [a, loaded] = await this.access.authenticateFor(env, 'POST /decrypt', keyId);
+    sameKey(requireClientRoute(a, 'POST', DECRYPT, 'a decryption'), keyId, 'decryption');
+    const control = await this.access.authorize(keyId, a.who, 'decrypt', loaded);
+    if (a.body['recipient'] !== asked.recipient) throw new ForbiddenError('recipient_mismatch', 'the partial would be sealed to another key than the client named');
+    if (a.body['ciphertext'] !== asked.ciphertext || canonicalJson(a.body['context'] ?? null) !== canonicalJson(asked.context)) {
+      throw new ForbiddenError('client_request_mismatch', 'the client asked to decrypt another ciphertext or context');
+    }
+    return { actor: actorOf(a), control, requestId: a.request.requestId };
+  }
+
+  /**
    * POST /sign/share: the exact message the client asked to sign, or a reshare's canary.
    * In two steps, so the client's checks (its record, signature and replay slot, and the
    * key's control document) run while the node reads its session and share: calling
    * this starts them, and the returned check, given the session's message and version,
    * waits for them and decides.
    */
-  beginSignShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string): (message: Uint8Array, version: number) => Promise<GateResult> {
+  beginSignShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string): (message: Uint8Array, version: number, keyType?: KeyType) => Promise<GateResult> {
     const started = this.access.authenticateFor(env, `POST /sign/share#${sessionId}`, keyId);
     // Its refusal is thrown by the check; a request that fails before reaching it has failed already.
     started.catch(() => undefined);
-    return async (message, version) => this.checkSignShare(await started, keyId, message, version);
+    return async (message, version, keyType) => this.checkSignShare(await started, keyId, message, version, keyType);
   }
 
-  private async checkSignShare([a, loaded]: Awaited<ReturnType<NodeAccess['authenticateFor']>>, keyId: string, message: Uint8Array, version: number): Promise<GateResult> {
+  private async checkSignShare([a, loaded]: Awaited<ReturnType<NodeAccess['authenticateFor']>>, keyId: string, message: Uint8Array, version: number, keyType?: KeyType): Promise<GateResult> {
     if (a.request.method === 'POST' && RESHARE.test(a.request.path)) {
       sameKey(RESHARE.exec(a.request.path)!, keyId, 'signature');
       const control = await this.access.authorize(keyId, a.who, 'admin', loaded);
@@ -128,6 +148,8 @@ export class ClientGate {
       return { actor: actorOf(a), control };
     }
     sameKey(requireClientRoute(a, 'POST', SIGN, 'a signature'), keyId, 'signature');
+    // An encryption key signs nothing but its own reshare canary (above): its scalar is for decryption.
+    if (keyType === 'encrypt') throw new ConflictError('key_not_signing', `key ${keyId} is an encryption key; it does not sign`);
     const control = await this.access.authorize(keyId, a.who, 'sign', loaded);
     const m = a.body['message'];
     const d = a.body['digest'];
@@ -142,10 +164,13 @@ export class ClientGate {
   }
 
   /** PUT /fragment and POST /dkg/round1: a key the client is creating now. Writes its control document. */
-  async create(env: ClientEnvelope | undefined, keyId: string, type: 'secret' | 'ed25519', scope: string): Promise<GateResult> {
+  async create(env: ClientEnvelope | undefined, keyId: string, type: 'secret' | DkgKeyType, scope: string): Promise<GateResult> {
     const a = await this.access.authenticate(env, scope);
     requireClientRoute(a, 'POST', /^\/keys$/, 'creating a key');
-    if (a.body['keyId'] !== keyId || (a.body['type'] === 'ed25519') !== (type === 'ed25519')) {
+    const asked = isDkgType(a.body['type']) ? a.body['type'] : 'secret';
+    // A dealt key (PUT /fragment) is always a secret: a key the client asked to be born by DKG
+    // must never be dealt, or its dealer (the coordinator) would know it.
+    if (a.body['keyId'] !== keyId || asked !== type || (scope === 'PUT /fragment' && type !== 'secret')) {
       throw new ForbiddenError('client_request_mismatch', 'the client asked to create another key');
     }
     requireRole(a.who, CREATORS, 'create keys');

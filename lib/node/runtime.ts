@@ -19,6 +19,7 @@ import { NodeService, auditStream } from './service.js';
 import { SessionVault } from './sessions.js';
 import { NodeSigning } from './signing.js';
 import { NodeReshare } from './reshare.js';
+import { NodeDecrypt } from './decrypt.js';
 import { NodeAccess } from './access.js';
 import { ClientGate } from './gate.js';
 import { NodeLifecycle } from './lifecycle.js';
@@ -87,6 +88,7 @@ function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
   const vault = new SessionVault(store, cfg.NODE_ID, secrets.wrapKey, cfg.SESSION_TTL_S);
   const dkg = new NodeDkg({ ...identity, signingKey: secrets.signingPrivate }, peers, service, vault, audit);
   const signing = new NodeSigning(identity, service, vault, audit, replay);
+  const decrypt = new NodeDecrypt(identity, service, audit);
   const reshare = new NodeReshare({ ...identity, signingKey: secrets.signingPrivate }, peers, service, vault, audit);
   const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: cfg.NODE_ID, guard: replay } });
   const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);
@@ -132,5 +134,5 @@ function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
     signStatement(secrets.signingPrivate, fragmentStatement(answer, recipient, requestId));
   /** A statement signed with this node's identity key (its audit report). */
   const sign = (statement: unknown) => signStatement(secrets.signingPrivate, statement);
-  return { cfg: cfg as NodeConfig, service, dkg, signing, reshare, access, gate, lifecycle, membership: b.membership, signed, me, identity: b.identity, keys: b.keys, audit, requireMember, authenticate, logicalPath, envelope, recordClientRefusal, signFragment, sign };
+  return { cfg: cfg as NodeConfig, service, dkg, signing, decrypt, reshare, access, gate, lifecycle, membership: b.membership, signed, me, identity: b.identity, keys: b.keys, audit, requireMember, authenticate, logicalPath, envelope, recordClientRefusal, signFragment, sign };
 }

@@ -123,11 +123,11 @@ export class NodeService {
   async fragment(keyId: string, recipient: Uint8Array, actor: string, version?: number, extra: Record<string, unknown> = {}): Promise<FragmentResponse> {
     const { object, share } = await this.load(keyId, version);
     const d = object.descriptor;
-    if (d.type === 'ed25519') {
+    if (d.type !== 'secret') {
       // Keys born distributed are never exported, whoever asks.
       wipe(share);
       await this.tryRecord({ actor, action: 'fragment.release', keyId, outcome: 'denied', details: { reason: 'key not exportable' } });
-      throw new ConflictError('key_not_exportable', `key ${keyId} is a distributed signing key and is never exported`);
+      throw new ConflictError('key_not_exportable', `key ${keyId} is a distributed ${d.type === 'encrypt' ? 'encryption' : 'signing'} key and is never exported`);
     }
     try {
       await this.record({ actor, action: 'fragment.release', keyId, outcome: 'success', details: { ...extra, version: d.version, sealedTo: Buffer.from(recipient).toString('base64') } });

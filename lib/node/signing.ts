@@ -14,6 +14,7 @@ import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
 import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
 import { BadRequestError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
+import type { KeyDescriptor } from './fragment.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
@@ -91,7 +92,7 @@ export class NodeSigning {
   }
 
   /** `authorize` (the node's client gate) sees the key version and the exact message, and names the actor. */
-  async share(req: z.infer<typeof signSchemas.share>, actor: string, authorize?: (version: number, message: Uint8Array) => Promise<string>) {
+  async share(req: z.infer<typeof signSchemas.share>, actor: string, authorize?: (version: number, message: Uint8Array, keyType: KeyDescriptor['type']) => Promise<string>) {
     const s = await this.vault.load<SignState>(KIND, req.sessionId);
     if (s.keyId !== req.keyId) throw new BadRequestError('invalid_session', 'session is for another key');
     const { object, share } = await this.node.load(req.keyId, s.version);
@@ -100,7 +101,7 @@ export class NodeSigning {
       this.checkCommitments(req.commitments, s, d.participants.map((p) => p.identifier), d.publicPackage.threshold, await publicPointCheck());
       const message = fromB64(req.message, 'message');
       if (message.length > MAX_MESSAGE_BYTES) throw new BadRequestError('message_too_large', `message exceeds ${MAX_MESSAGE_BYTES} bytes`);
-      if (authorize) actor = await authorize(s.version, message);
+      if (authorize) actor = await authorize(s.version, message, d.type);
       // Single use, across every Lambda instance: the nonce is spent before any share exists.
       if (!(await this.replay.claim(this.id.nodeId, `nonce-${req.sessionId}`, Math.ceil(s.expiresAt / 1000) + 3600))) {
         throw new SessionError('nonce_used', `the nonce of session ${req.sessionId} was already used`);

@@ -12,6 +12,7 @@ import { cmdNodesAdd, cmdNodesList, cmdNodesRemove } from './nodes.js';
 import { cmdAuditVerify, cmdCreate, cmdKeysList, cmdKeysShow, cmdPolicy, cmdPublic, cmdReconstruct, cmdReshare, cmdState, cmdStatus } from './keys.js';
 import { EXIT, err, out } from './output.js';
 import { cmdSign, cmdVerify } from './sign.js';
+import { cmdDecrypt, cmdEncrypt } from './encrypt.js';
 import { keyIdArg, resolveTarget, type Ctx } from './target.js';
 
 export { EXIT };
@@ -42,10 +43,10 @@ const COMMANDS: CommandSpec<Ctx>[] = [
     federation: true, run: (c, p) => cmdCreate(c, keyIdArg(p.args[0]), 'import'),
   },
   {
-    words: ['keys', 'create'], args: ['<keyId>'], summary: 'generate a secret key, or (--type ed25519) a signing key born by DKG',
+    words: ['keys', 'create'], args: ['<keyId>'], summary: 'generate a secret key, or (--type ed25519|encrypt) a signing or encryption key born by DKG',
     options: {
       length: opt('string', 'BYTES', 'secret length in bytes, 1 to 4096 (default 32)'),
-      type: opt('string', 'secret|ed25519', 'ed25519: the nodes generate a signing key together (DKG); no one ever holds it'),
+      type: opt('string', 'secret|ed25519|encrypt', 'ed25519 (signing) or encrypt (threshold decryption): the nodes generate the key together (DKG); no one ever holds it'),
       threshold: opt('string', 'T', 'shares needed to use the key (default: the federation\'s)'),
     },
     federation: true, run: (c, p) => cmdCreate(c, keyIdArg(p.args[0]), 'create'),
@@ -93,6 +94,18 @@ const COMMANDS: CommandSpec<Ctx>[] = [
       request: opt('string', 'FILE', 'the request file `approvals open` wrote, for a key that needs approvals'),
     },
     federation: true, run: (c, p) => cmdReconstruct(c, keyIdArg(p.args[0])),
+  },
+  {
+    words: ['encrypt'], args: ['[IN]', '[OUT]'], summary: 'envelope-encrypt a file of any size to an encrypt key; no node involved',
+    details: 'A fresh data key encrypts IN (chunked AES-256-GCM) and is wrapped to the key\'s public key under the encryption\ncontext. IN and OUT default to stdin and stdout (- too). OUT is written to a temporary file and renamed at the end.\nProgress goes to stderr for large inputs. Here --key names the encrypt key: give the client key with FEDKMS_CLIENT_KEY or\n--federation.',
+    options: { key: opt('string', 'ID', 'the encrypt key (keys create ID --type encrypt)'), context: { type: 'string', value: 'K=V', multiple: true, help: 'encryption context entry (repeatable); decryption needs exactly the same' } },
+    federation: true, run: (c, p) => cmdEncrypt(c, p.args),
+  },
+  {
+    words: ['decrypt'], args: ['[IN]', '[OUT]'], summary: 'decrypt a file made by `fedkms encrypt`: the data key by threshold decryption, end to end',
+    details: 'Each node checks your request and the key\'s decrypt permission, and seals a proven partial to this process;\nproofs are verified here and a lying node is named. Exit 1 and no output when the context is wrong or the data\nwas altered or truncated. IN and OUT default to stdin and stdout.',
+    options: { context: { type: 'string', value: 'K=V', multiple: true, help: 'the encryption context the file was encrypted under (repeatable)' } },
+    federation: true, run: (c, p) => cmdDecrypt(c, p.args),
   },
   { words: ['audit', 'verify'], args: [], summary: 'recompute every audit hash chain; name the first broken link', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
 

@@ -288,6 +288,7 @@ describe('key policy (access/policy)', () => {
     expect(p).toEqual({
       sign: ['client:alice', 'role:admin'],
       reconstruct: ['client:alice', 'role:admin'],
+      decrypt: ['client:alice', 'role:admin'],
       describe: ['client:alice', 'role:admin', 'role:auditor'],
       admin: ['client:alice', 'role:admin'],
       approvals: { required: 0, approvers: ['role:approver'] },
