@@ -12,10 +12,10 @@ import { ROOT, startLocalStack, type LocalStack } from '../tools/local-stack.js'
 /** Above the coordinator Lambda's own 29 s timeout, so a hang shows up as that Lambda's error. */
 export const CLIENT_TIMEOUT_MS = 35_000;
 
-/** Measured requests per row: BENCH_ITERATIONS, default 30. */
-export function iterationsFromEnv(): number {
+/** Measured requests per row: BENCH_ITERATIONS, default `fallback` (30). */
+export function iterationsFromEnv(fallback = 30): number {
   const raw = process.env['BENCH_ITERATIONS'];
-  if (raw === undefined || raw === '') return 30;
+  if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_ITERATIONS must be a positive integer, got ${JSON.stringify(raw)}`);
   return n;
