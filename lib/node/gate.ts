@@ -140,7 +140,10 @@ export class ClientGate {
     if (p.approvals.required > 0) {
       const v = asked.version ?? (await this.latestVersion(keyId));
       const expiresAt = Number(a.body['expiresAt']);
-      approvers = await this.access.approvers(p, { keyId, version: v ?? 0, requester: a.who.name, recipient: asked.recipient, expiresAt: Number.isFinite(expiresAt) ? expiresAt : 0 }, env?.approvals);
+      if (a.body['expiresAt'] === undefined || !Number.isFinite(expiresAt)) {
+        throw new ForbiddenError('approvals_required', `decryption with ${keyId} needs ${p.approvals.required} approval(s) of this exact request: open one with POST /approvals for your recipient key`);
+      }
+      approvers = await this.access.approvers(p, { keyId, version: v ?? 0, requester: a.who.name, recipient: asked.recipient, expiresAt }, env?.approvals);
     }
     return { actor: actorOf(a), control, requestId: a.request.requestId, approvers };
   }

@@ -371,7 +371,7 @@ describe('re-encryption (POST /keys/{keyId}/reencrypt)', () => {
     const audit = await scanAudit(stack);
     const recs = audit.filter((i) => i['action']?.S === 'key.reencrypt' && i['keyId']?.S === 'dk' && i['outcome']?.S === 'success' && String(i['stream']?.S ?? '').startsWith('node#'));
     expect(recs.length).toBeGreaterThanOrEqual(2);
-    for (const x of recs) expect(JSON.stringify(x['details'])).toMatch(/"destinationKeyId":"dest".*"destinationContext":\{"app":"new"\}/);
+    for (const x of recs) expect(JSON.stringify(x['details'])).toMatch(/"destinationKeyId":\{"S":"dest"\}.*"destinationContext":\{"M":\{"app":\{"S":"new"\}\}\}/);
   });
 
   it('to the latest version of the same key, after a refresh', async () => {
@@ -428,7 +428,7 @@ describe('approvals for decrypt', () => {
     const audit = await scanAudit(stack);
     const recs = audit.filter((i) => i['action']?.S === 'key.decrypt' && i['keyId']?.S === 'guarded' && i['outcome']?.S === 'success' && String(i['stream']?.S ?? '').startsWith('node#'));
     expect(recs.length).toBeGreaterThanOrEqual(2);
-    for (const x of recs) expect(JSON.stringify(x['details'])).toMatch(/"approvers":\["ben","cat"\]/);
+    for (const x of recs) expect(JSON.stringify(x['details'])).toMatch(/"approvers":\{"L":\[\{"S":"ben"\},\{"S":"cat"\}\]\}/);
     // Approved for ann and that recipient only: ben may not ride on them, nor ann with another recipient.
     const other = await decryptEndToEnd(client(ben), ct, { case: '7' }, { recipient, expiresAt: req.expiresAt }).catch((x: unknown) => x);
     expect((other as DecryptRequestError).answer.body.error.code).toBe('approvals_required');
