@@ -151,6 +151,8 @@ describe('ClientGate: re-encryption and data keys', () => {
     const body = { ciphertext: 'AAAA', context, recipient: 'R' };
     const env = envelope(alice, { method: 'POST', path: '/keys/vault/decrypt', body: { ...body, expiresAt: Date.now() + 60_000 } });
     expect(await code(() => gate.decrypt(env, 'vault', body))).toBe('approvals_required');
+    // No approved request named at all: the same refusal, telling the client to open one.
+    expect(await code(() => gate.decrypt(envelope(alice, { method: 'POST', path: '/keys/vault/decrypt', body }), 'vault', body))).toBe('approvals_required');
   });
 
   it('a data key needs the decrypt permission, the datakey route, and the context and recipient the client signed', async () => {
