@@ -83,7 +83,7 @@ const NODE_ROUTES = [
   ['GET', 'keys'], ['GET', 'key'], ['GET', 'clients'], ['PUT', 'client'], ['POST', 'key/state'], ['PUT', 'key/policy'],
   ['GET', 'fragment'], ['PUT', 'fragment'], ['DELETE', 'fragment'],
   ...['round1', 'confirm', 'round2', 'round3', 'commit', 'abort'].map((r) => ['POST', `dkg/${r}`]),
-  ['POST', 'sign/commit'], ['POST', 'sign/preprocess'], ['POST', 'sign/share'], ['POST', 'decrypt'],
+  ['POST', 'sign/commit'], ['POST', 'sign/preprocess'], ['POST', 'sign/share'], ['POST', 'decrypt'], ['POST', 'datakey'],
   ...['deal', 'receive', 'commit'].map((r) => ['POST', `reshare/${r}`]),
 ];
 
@@ -213,7 +213,7 @@ function coordinatorUnit(s) {
     ],
     events: [
       ['GET', '/status'], ['GET', '/keys'], ['POST', '/keys'], ['GET', '/keys/{keyId}'], ['POST', '/keys/{keyId}/reconstruct'],
-      ['POST', '/keys/{keyId}/decrypt'],
+      ['POST', '/keys/{keyId}/decrypt'], ['POST', '/keys/{keyId}/datakey'], ['POST', '/keys/{keyId}/reencrypt'],
       ['POST', '/keys/{keyId}/sign'], ['POST', '/keys/{keyId}/preprocess'], ['GET', '/keys/{keyId}/public'], ['POST', '/keys/{keyId}/refresh'],
       ['POST', '/keys/{keyId}/reshare'], ['GET', '/audit/verify'], ['GET', '/clients'], ['POST', '/clients'], ['POST', '/keys/{keyId}/state'],
       ['PUT', '/keys/{keyId}/policy'], ['GET', '/approvals'], ['POST', '/approvals'], ['GET', '/nodes'], ['PUT', '/nodes'],

@@ -19,7 +19,7 @@ import { auditReport } from '../lib/node/audit-report.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
-import { decryptSchema } from '../lib/node/decrypt.js';
+import { datakeySchema, decryptSchema } from '../lib/node/decrypt.js';
 
 const versionParam = z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(1_000_000)));
 const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(), version: versionParam });
@@ -151,9 +151,18 @@ export const handler = httpApi({
       const body = parseInput(decryptSchema, req.body);
       const keyId = parseKeyId(body.keyId);
       const recipient = parseX25519Public(body.recipient);
+      if (body.destinationKeyId !== undefined) parseKeyId(body.destinationKeyId);
       const g = await rt.gate.decrypt(client, keyId, body);
-      return rt.decrypt.decrypt({ ...body, keyId }, recipient, g.actor, g.requestId);
+      return rt.decrypt.decrypt({ ...body, keyId }, recipient, g.actor, g.requestId, g.approvers);
     }, { member: true }),
+    // A data key the coordinator makes once t nodes consent (lib/node/decrypt.ts `datakey`): checked and audited here.
+    'POST /datakey': authed(async (rt, req, _signer, client) => {
+      const body = parseInput(datakeySchema, req.body);
+      const keyId = parseKeyId(body.keyId);
+      parseX25519Public(body.recipient);
+      const g = await rt.gate.datakey(client, keyId, body);
+      return rt.decrypt.datakey({ ...body, keyId }, g.actor, g.requestId);
+    }),
     // Refresh and reshare (lib/node/reshare.ts).
     'POST /reshare/deal': authed(async (rt, req, _signer, client) => {
       const body = parseInput(reshareSchemas.deal, req.body);

@@ -11,7 +11,7 @@ import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from
 import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
 import { attachApprovals } from '../lib/coordinator/client-context.js';
 import { reshareSchema } from '../lib/coordinator/reshare.js';
-import { decryptSchema } from '../lib/coordinator/decrypt.js';
+import { datakeySchema, decryptSchema, reencryptSchema } from '../lib/coordinator/decrypt.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseKeyId } from '../lib/key-id.js';
 import { telemetry } from '../lib/observability.js';
@@ -77,7 +77,22 @@ export const handler = httpApi({
       return rt.coordinator.reconstruct(keyId, input, actor);
     }),
     // Threshold decryption: each node checks the client's request, seals its proven partial to the client's key.
-    'POST /keys/{keyId}/decrypt': relayed((rt, req, { actor }) => rt.coordinator.decrypt(keyOf(req), parseInput(decryptSchema, req.body ?? {}), actor)),
+    'POST /keys/{keyId}/decrypt': relayed(async (rt, req, { who, actor }) => {
+      const keyId = keyOf(req);
+      const input = parseInput(decryptSchema, req.body ?? {});
+      if (input.expiresAt !== undefined) attachApprovals(await rt.admin.approvalsFor(keyId, who.name, input.recipient, input.expiresAt));
+      return rt.coordinator.decrypt(keyId, input, actor);
+    }),
+    // Re-encryption: decrypted by threshold for the client alone, audited with the destination key and context.
+    'POST /keys/{keyId}/reencrypt': relayed(async (rt, req, { who, actor }) => {
+      const keyId = keyOf(req);
+      const input = parseInput(reencryptSchema, req.body ?? {});
+      parseKeyId(input.destinationKeyId);
+      if (input.expiresAt !== undefined) attachApprovals(await rt.admin.approvalsFor(keyId, who.name, input.recipient, input.expiresAt));
+      return rt.coordinator.decrypt(keyId, input, actor);
+    }),
+    // A data key made by the coordinator once t nodes consent, sealed to the client's one-time key.
+    'POST /keys/{keyId}/datakey': relayed((rt, req, { actor }) => rt.coordinator.datakey(keyOf(req), parseInput(datakeySchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/state': relayed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
     'PUT /keys/{keyId}/policy': relayed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
     'GET /clients': authed((rt) => rt.admin.listClients()),

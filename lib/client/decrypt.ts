@@ -26,9 +26,10 @@ import {
   type PartialDecryption,
 } from '../crypto/threshold-decrypt.js';
 import { randomBytes } from 'node:crypto';
-import { toB64, wipe } from '../encoding.js';
+import { fromB64, toB64, wipe } from '../encoding.js';
 import { decryptStream, encryptStream } from '../crypto/stream-aead.js';
 import { partialAad } from '../node/decrypt.js';
+import { datakeyAad } from '../coordinator/decrypt.js';
 import type { ApiAnswer, FedkmsClient } from './api.js';
 
 /** What `GET /keys/{id}/public` answers for an `encrypt` key (the fields `encryptTo` needs). */
@@ -85,7 +86,25 @@ const answerOf = (status: number, code: string, message: string): ApiAnswer => (
  * does not match the key or `context`: checked here before any node is asked),
  * DecryptRequestError (the API refused; too many liars) or DecryptError (AEAD failed).
  */
-export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext = {}, opts: { maxRounds?: number } = {}): Promise<DecryptResult> {
+export interface DecryptOptions {
+  maxRounds?: number;
+  /**
+   * The one-time X25519 key the partials are sealed to (default: a fresh one per round). A key
+   * whose policy requires approvals is decrypted with the recipient the approvers signed for
+   * (`POST /approvals` with this public key and `expiresAt`); the caller wipes its private key.
+   */
+  recipient?: { publicKey: Uint8Array; privateKey: Uint8Array };
+  /** The approved request's expiry (ms since the epoch), sent with `recipient` when approvals are required. */
+  expiresAt?: number;
+  /**
+   * Re-encryption: the nodes audit this decryption as a re-encryption to `destination` (its key
+   * id and encryption context are part of the signed request). The plaintext still reaches only
+   * this client, which encrypts it to the destination itself (`reencrypt`).
+   */
+  destination?: { keyId: string; context: EncryptionContext };
+}
+
+export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext = {}, opts: DecryptOptions = {}): Promise<DecryptResult> {
   const env = parseEnvelope(ciphertext);
   const keyId = env.keyId;
   // The key's public package as a quorum of nodes agrees on it (the view reconstruction trusts
@@ -100,11 +119,19 @@ export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Arr
   const digest = ciphertextDigest(ciphertext);
   const rejected: Rejected[] = [];
   for (let round = 0; round < (opts.maxRounds ?? 3); round++) {
-    const recipient = generateX25519();
+    const recipient = opts.recipient ?? generateX25519();
     try {
       const requester = toB64(recipient.publicKey);
-      const body = { ciphertext: toB64(ciphertext), context, recipient: requester, version: k.version, ...(rejected.length ? { exclude: rejected.map((r) => r.nodeId) } : {}) };
-      const answer = await client.call('POST', `/keys/${keyId}/decrypt`, body);
+      const body = {
+        ciphertext: toB64(ciphertext),
+        context,
+        recipient: requester,
+        version: k.version,
+        ...(opts.expiresAt !== undefined ? { expiresAt: opts.expiresAt } : {}),
+        ...(opts.destination ? { destinationKeyId: opts.destination.keyId, destinationContext: opts.destination.context } : {}),
+        ...(rejected.length ? { exclude: rejected.map((r) => r.nodeId) } : {}),
+      };
+      const answer = await client.call('POST', `/keys/${keyId}/${opts.destination ? 'reencrypt' : 'decrypt'}`, body);
       if (answer.status !== 200) throw new DecryptRequestError(`decryption refused: ${answer.body?.error?.code ?? answer.status}`, answer, rejected);
       const request = { requester, ...(answer.requestId ? { requestId: answer.requestId } : {}) };
       const partials: PartialDecryption[] = [];
@@ -141,13 +168,35 @@ export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Arr
       }
       if (!rejected.length) throw new DecryptRequestError('too few partial decryptions', answer, rejected);
     } finally {
-      wipe(recipient.privateKey);
+      if (!opts.recipient) wipe(recipient.privateKey);
     }
   }
   throw new DecryptRequestError('too many nodes returned invalid partial decryptions', answerOf(502, 'invalid_partials', 'too many nodes returned invalid partial decryptions'), rejected);
 }
 
 export { CiphertextError };
+
+/** Where a re-encryption goes: an `encrypt` key (its latest version) and the new encryption context. */
+export interface ReencryptDestination {
+  key: EncryptionPublicKeyInfo;
+  context: EncryptionContext;
+}
+
+/**
+ * Re-encrypt an envelope to another key, or to the latest version of the same key. The
+ * ciphertext never becomes plaintext at the coordinator: this client decrypts by threshold
+ * (the nodes audit it as a re-encryption to `dest.key.keyId` under `dest.context`, both in the
+ * signed request) and encrypts the plaintext to the destination itself, with no node.
+ */
+export async function reencrypt(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext, dest: ReencryptDestination, opts: Omit<DecryptOptions, 'destination'> = {}): Promise<{ ciphertext: Uint8Array; from: Omit<DecryptResult, 'plaintext'> }> {
+  const r = await decryptEndToEnd(client, ciphertext, context, { ...opts, destination: { keyId: dest.key.keyId, context: dest.context } });
+  try {
+    const { plaintext: _p, ...from } = r;
+    return { ciphertext: encryptTo(dest.key, r.plaintext, dest.context), from };
+  } finally {
+    wipe(r.plaintext);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Data keys and streams of any size
@@ -162,9 +211,33 @@ export function generateDataKey(key: EncryptionPublicKeyInfo, context: Encryptio
   return { plaintextKey, ciphertext: encryptTo(key, plaintextKey, context) };
 }
 
+/**
+ * `POST /keys/{id}/datakey`: a data key the coordinator makes (once t nodes consent and audit),
+ * sealed to a one-time key of this client. The envelope is checked against the key's public
+ * key and `context` here. The coordinator sees this data key for a moment: `generateDataKey`
+ * (made here, seen by no server) is preferred wherever the client can run this SDK.
+ */
+export async function requestDataKey(client: FedkmsClient, keyId: string, context: EncryptionContext = {}): Promise<{ plaintextKey: Uint8Array; ciphertext: Uint8Array; version: number; answer: ApiAnswer }> {
+  const key = await encryptionKey(client, keyId);
+  const recipient = generateX25519();
+  try {
+    const answer = await client.call('POST', `/keys/${keyId}/datakey`, { context, recipient: toB64(recipient.publicKey) });
+    if (answer.status !== 200) throw new DecryptRequestError(`data key refused: ${answer.body?.error?.code ?? answer.status}`, answer);
+    const ciphertext = fromB64(String(answer.body.ciphertext), 'ciphertext');
+    const env = parseEnvelope(ciphertext);
+    if (env.keyId !== keyId) throw new CiphertextError('the data key is wrapped under another key');
+    // The same group key this client encrypts to (it survives refresh and reshare), and exactly this context.
+    verifyEnvelope({ keyId, keyVersion: env.keyVersion, groupKey: key.groupKey }, ciphertext, context);
+    const plaintextKey = open(recipient.privateKey, answer.body.sealedKey, datakeyAad(keyId, env.keyVersion, ciphertextDigest(ciphertext)));
+    return { plaintextKey, ciphertext, version: env.keyVersion, answer };
+  } finally {
+    wipe(recipient.privateKey);
+  }
+}
+
 /** The data key an envelope wraps, by threshold decryption. */
-export async function decryptDataKey(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext = {}): Promise<DecryptResult> {
-  const r = await decryptEndToEnd(client, ciphertext, context);
+export async function decryptDataKey(client: FedkmsClient, ciphertext: Uint8Array, context: EncryptionContext = {}, opts: DecryptOptions = {}): Promise<DecryptResult> {
+  const r = await decryptEndToEnd(client, ciphertext, context, opts);
   if (r.plaintext.length !== 32) {
     wipe(r.plaintext);
     throw new CiphertextError('the envelope does not wrap a 256-bit data key');
@@ -204,7 +277,7 @@ const fromHexDigest = (envelope: Uint8Array) => new Uint8Array(Buffer.from(ciphe
  * yield the plaintext chunk by chunk. The stream is complete only when the generator finishes
  * without throwing (StreamDecryptError on truncation or tampering).
  */
-export async function* decryptFile(client: FedkmsClient, source: AsyncIterable<Uint8Array>, context: EncryptionContext = {}, onKey?: (r: DecryptResult) => void): AsyncGenerator<Uint8Array> {
+export async function* decryptFile(client: FedkmsClient, source: AsyncIterable<Uint8Array>, context: EncryptionContext = {}, onKey?: (r: DecryptResult) => void, opts: DecryptOptions = {}): AsyncGenerator<Uint8Array> {
   const it = source[Symbol.asyncIterator]();
   let buf = Buffer.alloc(0);
   const need = async (n: number) => {
@@ -221,7 +294,7 @@ export async function* decryptFile(client: FedkmsClient, source: AsyncIterable<U
   await need(9 + n);
   const envelope = new Uint8Array(buf.subarray(9, 9 + n));
   const rest = buf.subarray(9 + n);
-  const r = await decryptDataKey(client, envelope, context);
+  const r = await decryptDataKey(client, envelope, context, opts);
   onKey?.(r);
   async function* remainder() {
     if (rest.length) yield rest;
@@ -232,4 +305,15 @@ export async function* decryptFile(client: FedkmsClient, source: AsyncIterable<U
   } finally {
     wipe(r.plaintext);
   }
+}
+
+/**
+ * Re-encrypt FKMF bytes to another key (or the latest version of the same one), streaming:
+ * the data key is unwrapped by threshold (audited by the nodes as a re-encryption to the
+ * destination), the payload is decrypted chunk by chunk and encrypted again under a fresh data
+ * key wrapped to the destination, with no node. Complete only when the generator finishes.
+ */
+export function reencryptFile(client: FedkmsClient, source: AsyncIterable<Uint8Array>, context: EncryptionContext, dest: ReencryptDestination, onKey?: (r: DecryptResult) => void, opts: Omit<DecryptOptions, 'destination'> = {}): AsyncGenerator<Uint8Array> {
+  const plain = decryptFile(client, source, context, onKey, { ...opts, destination: { keyId: dest.key.keyId, context: dest.context } });
+  return encryptFile(dest.key, plain, dest.context);
 }

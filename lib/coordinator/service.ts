@@ -23,7 +23,7 @@ export { AUDIT_STREAM, summarize, type CoordinatorDeps };
 import { createRefusal, createReports, Dkg, mayHoldClaim, notingRetryAfter, warmUp } from './dkg.js';
 import { gather, markDissenters, quorumFailure, type NodeReport, type Verdict } from './fanout.js';
 import { Reshare, type reshareSchema } from './reshare.js';
-import { relayDecrypt, type DecryptInput } from './decrypt.js';
+import { generateDataKey, relayDecrypt, type DatakeyInput, type DecryptInput } from './decrypt.js';
 import { Signing, digestMessage } from './signing.js';
 import { canaryMessage } from '../crypto/sign-message.js';
 import { signingSuite } from '../crypto/suite.js';
@@ -382,6 +382,11 @@ export class Coordinator {
   /** Threshold decryption: relay t sealed, proven partials to the client (lib/coordinator/decrypt.ts). */
   decrypt(keyId: string, input: DecryptInput, actor: string) {
     return relayDecrypt(this.deps, keyId, input, actor);
+  }
+
+  /** A data key under an `encrypt` key, made here once t nodes consent (lib/coordinator/decrypt.ts). */
+  datakey(keyId: string, input: DatakeyInput, actor: string) {
+    return generateDataKey(this.deps, keyId, input, actor);
   }
 
   /** Publish `count` nonce commitments per node, so the next signatures take one round trip. */

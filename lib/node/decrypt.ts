@@ -30,8 +30,30 @@ export const decryptSchema = z.strictObject({
   context: encryptionContextSchema,
   /** The client's one-time X25519 public key (base64): the partial is sealed to it. */
   recipient: z.string().check(z.maxLength(64)),
+  /** Re-encryption (`POST /keys/{id}/reencrypt`): the key the client will encrypt the plaintext to, and under which context; audited. */
+  destinationKeyId: z.optional(z.string().check(z.maxLength(63))),
+  destinationContext: z.optional(encryptionContextSchema),
 });
 export type DecryptRequest = z.infer<typeof decryptSchema>;
+
+/** POST /datakey: a node's consent (checked and audited) to the coordinator making a data key under this key. */
+export const datakeySchema = z.strictObject({
+  keyId: z.string(),
+  context: encryptionContextSchema,
+  /** The client's one-time X25519 public key the data key will be sealed to (base64). */
+  recipient: z.string().check(z.maxLength(64)),
+});
+export type DatakeyRequest = z.infer<typeof datakeySchema>;
+
+/** What a node answers to POST /datakey: the key it consents to, as it holds it (the coordinator needs t that agree). */
+export interface DatakeyConsent {
+  nodeId: string;
+  keyId: string;
+  version: number;
+  threshold: number;
+  /** The group public key (ristretto255 hex) the data key is to be wrapped under. */
+  groupKey: string;
+}
 
 /** What a node seals to the client: its partial decryption and the proof of it. */
 export interface SealedPartialContent {
@@ -62,7 +84,7 @@ export class NodeDecrypt {
   ) {}
 
   /** `recipient` is the parsed X25519 key; `requestId` the client's own request id (bound into the proof). */
-  async decrypt(req: DecryptRequest, recipient: Uint8Array, actor: string, requestId: string): Promise<DecryptAnswer> {
+  async decrypt(req: DecryptRequest, recipient: Uint8Array, actor: string, requestId: string, approvers: string[] = []): Promise<DecryptAnswer> {
     const stream = auditStream(this.id.nodeId);
     const envelope = fromB64(req.ciphertext, 'ciphertext');
     const digest = ciphertextDigest(envelope);
@@ -88,14 +110,16 @@ export class NodeDecrypt {
         await this.audit.append(stream, { actor, action: 'key.decrypt', keyId: req.keyId, outcome: 'failure', details: { version: d.version, reason: e.message, ciphertextSha256: digest } }).catch(() => undefined);
         throw new BadRequestError('invalid_ciphertext', e.message);
       }
-      // Audited before anything leaves (fail closed): who, which key, under which context.
+      // Audited before anything leaves (fail closed): who, which key, under which context; a
+      // re-encryption also names where the plaintext is going, as the client signed it.
+      const reencrypt = req.destinationKeyId !== undefined ? { destinationKeyId: req.destinationKeyId, destinationContext: req.destinationContext ?? {} } : {};
       try {
         await this.audit.append(stream, {
           actor,
-          action: 'key.decrypt',
+          action: req.destinationKeyId !== undefined ? 'key.reencrypt' : 'key.decrypt',
           keyId: req.keyId,
           outcome: 'success',
-          details: { version: d.version, keyVersion, context: req.context, ciphertextSha256: digest, sealedTo: req.recipient, requestId },
+          details: { version: d.version, keyVersion, context: req.context, ciphertextSha256: digest, sealedTo: req.recipient, requestId, ...reencrypt, ...(approvers.length ? { approvers } : {}) },
         });
       } catch {
         throw new AuditUnavailableError();
@@ -105,5 +129,28 @@ export class NodeDecrypt {
     } finally {
       wipe(share);
     }
+  }
+
+  /**
+   * POST /datakey: this node's consent to a data key under an `encrypt` key (the coordinator
+   * makes the key, wraps it and seals it to the client once t nodes agree). Audited with the
+   * encryption context before the consent leaves (fail closed). No share is used.
+   */
+  async datakey(req: DatakeyRequest, actor: string, requestId: string): Promise<DatakeyConsent> {
+    const { descriptor: d } = await this.node.describe(req.keyId);
+    if (d.type !== 'encrypt') throw new ConflictError('key_not_encryption', `key ${req.keyId} is not an encryption key (type ${d.type})`);
+    const key = encryptionKeyFromPublicPackage(req.keyId, d.version, d.publicPackage);
+    try {
+      await this.audit.append(auditStream(this.id.nodeId), {
+        actor,
+        action: 'key.datakey',
+        keyId: req.keyId,
+        outcome: 'success',
+        details: { version: d.version, context: req.context, sealedTo: req.recipient, requestId },
+      });
+    } catch {
+      throw new AuditUnavailableError();
+    }
+    return { nodeId: this.id.nodeId, keyId: req.keyId, version: d.version, threshold: d.publicPackage.threshold, groupKey: key.groupKey };
   }
 }

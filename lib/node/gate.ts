@@ -20,6 +20,8 @@ const keyRoute = (action: string) => new RegExp(`^/keys/([a-z0-9][a-z0-9-]{0,62}
 const SIGN = keyRoute('sign');
 const RECONSTRUCT = keyRoute('reconstruct');
 const DECRYPT = keyRoute('decrypt');
+const REENCRYPT = keyRoute('reencrypt');
+const DATAKEY = keyRoute('datakey');
 const RESHARE = keyRoute('(?:refresh|reshare)');
 const STATE = keyRoute('state');
 const POLICY = keyRoute('policy');
@@ -115,14 +117,49 @@ export class ClientGate {
    * under exactly this context, sealed to the recipient the client named, by a client the
    * key's policy lets decrypt, while the key is active.
    */
-  async decrypt(env: ClientEnvelope | undefined, keyId: string, asked: { ciphertext: string; context: Record<string, string>; recipient: string }): Promise<GateResult & { requestId: string }> {
+  async decrypt(
+    env: ClientEnvelope | undefined,
+    keyId: string,
+    asked: { ciphertext: string; context: Record<string, string>; recipient: string; version?: number | undefined; destinationKeyId?: string | undefined; destinationContext?: Record<string, string> | undefined },
+  ): Promise<GateResult & { requestId: string; approvers: string[] }> {
     const [a, loaded] = await this.access.authenticateFor(env, 'POST /decrypt', keyId);
-    sameKey(requireClientRoute(a, 'POST', DECRYPT, 'a decryption'), keyId, 'decryption');
+    // A re-encryption is a decryption whose signed request also names where the plaintext goes.
+    const reencrypt = asked.destinationKeyId !== undefined;
+    sameKey(requireClientRoute(a, 'POST', reencrypt ? REENCRYPT : DECRYPT, reencrypt ? 'a re-encryption' : 'a decryption'), keyId, 'decryption');
     const control = await this.access.authorize(keyId, a.who, 'decrypt', loaded);
     if (a.body['recipient'] !== asked.recipient) throw new ForbiddenError('recipient_mismatch', 'the partial would be sealed to another key than the client named');
     if (a.body['ciphertext'] !== asked.ciphertext || canonicalJson(a.body['context'] ?? null) !== canonicalJson(asked.context)) {
       throw new ForbiddenError('client_request_mismatch', 'the client asked to decrypt another ciphertext or context');
     }
+    if (reencrypt && (a.body['destinationKeyId'] !== asked.destinationKeyId || canonicalJson(a.body['destinationContext'] ?? {}) !== canonicalJson(asked.destinationContext ?? {}))) {
+      throw new ForbiddenError('client_request_mismatch', 'the client asked to re-encrypt to another key or context');
+    }
+    // Approvals, as for reconstruction: an encrypt key's policy `approvals` govern its only release, decryption.
+    let approvers: string[] = [];
+    const p = control.policy;
+    if (p.approvals.required > 0) {
+      const v = asked.version ?? (await this.latestVersion(keyId));
+      const expiresAt = Number(a.body['expiresAt']);
+      if (a.body['expiresAt'] === undefined || !Number.isFinite(expiresAt)) {
+        throw new ForbiddenError('approvals_required', `decryption with ${keyId} needs ${p.approvals.required} approval(s) of this exact request: open one with POST /approvals for your recipient key`);
+      }
+      approvers = await this.access.approvers(p, { keyId, version: v ?? 0, requester: a.who.name, recipient: asked.recipient, expiresAt }, env?.approvals);
+    }
+    return { actor: actorOf(a), control, requestId: a.request.requestId, approvers };
+  }
+
+  /**
+   * POST /datakey: a data key the client asked for under this key and context, to be sealed to
+   * the recipient it named. Needs the `decrypt` permission (a data key and its ciphertext give
+   * no more than encrypting, which is public, and then decrypting) and an active key; no
+   * approvals, as it opens no existing ciphertext.
+   */
+  async datakey(env: ClientEnvelope | undefined, keyId: string, asked: { context: Record<string, string>; recipient: string }): Promise<GateResult & { requestId: string }> {
+    const [a, loaded] = await this.access.authenticateFor(env, 'POST /datakey', keyId);
+    sameKey(requireClientRoute(a, 'POST', DATAKEY, 'a data key'), keyId, 'data key');
+    const control = await this.access.authorize(keyId, a.who, 'decrypt', loaded);
+    if (a.body['recipient'] !== asked.recipient) throw new ForbiddenError('recipient_mismatch', 'the data key would be sealed to another key than the client named');
+    if (canonicalJson(a.body['context'] ?? {}) !== canonicalJson(asked.context)) throw new ForbiddenError('client_request_mismatch', 'the client asked for a data key under another context');
     return { actor: actorOf(a), control, requestId: a.request.requestId };
   }
 

@@ -6,6 +6,10 @@
  * Standard input and output by default. Output goes to a temporary file renamed into place only
  * once the whole input authenticated: a failed decryption leaves no partial output (to stdout,
  * decrypted data is spooled to a private temporary file first and printed only once complete).
+ * `fedkms reencrypt` does both in one stream: the old data key is unwrapped by threshold (the
+ * nodes audit a re-encryption to the destination key and context), the payload is decrypted and
+ * encrypted again under a fresh data key wrapped to the destination, with no node; the
+ * plaintext exists only in this process, never at the coordinator.
  */
 import { createReadStream, createWriteStream, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -14,7 +18,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
-import { decryptFile, DecryptRequestError, encryptFile, encryptionKey } from '../../lib/client/decrypt.js';
+import { decryptFile, DecryptRequestError, encryptFile, encryptionKey, reencryptFile, type DecryptResult } from '../../lib/client/decrypt.js';
 import { CiphertextError, type EncryptionContext } from '../../lib/crypto/threshold-decrypt.js';
 import { DecryptError } from '../../lib/crypto/aead.js';
 import { UsageError } from './args.js';
@@ -120,6 +124,9 @@ export async function cmdEncrypt(ctx: Ctx, args: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+const unwrapped = (r: DecryptResult) =>
+  `Data key unwrapped by threshold decryption (${r.keyId} v${r.version}; partials from ${r.usedNodes.join(', ')}${r.rejected.length ? `; named and excluded: ${r.rejected.map((x) => `${x.nodeId} (${x.reason})`).join(', ')}` : ''}).`;
+
 export async function cmdDecrypt(ctx: Ctx, args: string[]): Promise<number> {
   const context = parseContext(ctx.values['context']);
   const [input, output] = args;
@@ -130,19 +137,62 @@ export async function cmdDecrypt(ctx: Ctx, args: string[]): Promise<number> {
   try {
     const plain = decryptFile(ctx.target().client, Readable.from(src.stream), context, (r) => {
       used = r.usedNodes;
-      if (!ctx.json) err(`Data key unwrapped by threshold decryption (${r.keyId} v${r.version}; partials from ${r.usedNodes.join(', ')}${r.rejected.length ? `; named and excluded: ${r.rejected.map((x) => `${x.nodeId} (${x.reason})`).join(', ')}` : ''}).`);
+      if (!ctx.json) err(unwrapped(r));
     });
     await commit(counted(plain, src.size, 'decrypted', quiet), output, true);
   } catch (e) {
-    if (e instanceof DecryptRequestError) return failure(e.answer, ctx.json, 'decrypt');
+    return decryptFailed(ctx, e, 'decrypt');
+  }
+  if (ctx.json && !isStd(output)) out(JSON.stringify({ output, usedNodes: used }));
+  return EXIT.ok;
+}
+
+/**
+ * `fedkms reencrypt --key DEST [--context K=V]... [--to-context K=V]... [IN [OUT]]`: --context is
+ * the context IN was encrypted under; --to-context the new one (default: the same).
+ */
+export async function cmdReencrypt(ctx: Ctx, args: string[]): Promise<number> {
+  const keyId = typeof ctx.values['key'] === 'string' ? (ctx.values['key'] as string) : undefined;
+  delete ctx.values['key'];
+  if (!keyId) throw new UsageError('reencrypt needs --key DEST (the destination encrypt key)');
+  keyIdArg(keyId);
+  const context = parseContext(ctx.values['context']);
+  const toContext = ctx.values['to-context'] === undefined ? context : parseContext(ctx.values['to-context']);
+  const [input, output] = args;
+  progressOnStderr();
+  let key;
+  try {
+    key = await encryptionKey(ctx.target().client, keyId);
+  } catch (e) {
+    if (e instanceof DecryptRequestError) return failure(e.answer.status === 200 ? { ...e.answer, status: 409, body: { error: { code: 'key_not_encryption', message: e.message } } } : e.answer, ctx.json, `reencrypt to ${keyId}`);
+    throw e;
+  }
+  const src = await source(input);
+  const quiet = ctx.json || (src.size !== undefined && src.size < PROGRESS_BYTES);
+  let from: DecryptResult | undefined;
+  try {
+    const data = reencryptFile(ctx.target().client, counted(Readable.from(src.stream), src.size, 're-encrypted', quiet), context, { key, context: toContext }, (r) => {
+      from = r;
+      if (!ctx.json) err(unwrapped(r));
+    });
+    await commit(data, output, true);
+  } catch (e) {
+    return decryptFailed(ctx, e, 'reencrypt');
+  }
+  if (!ctx.json) err(`Re-encrypted to "${keyId}" v${key.version} on this machine${isStd(output) ? '' : `: ${output}`}`);
+  if (ctx.json && !isStd(output)) out(JSON.stringify({ keyId, version: key.version, output, from: from ? { keyId: from.keyId, version: from.version, usedNodes: from.usedNodes } : undefined }));
+  return EXIT.ok;
+}
+
+function decryptFailed(ctx: Ctx, e: unknown, verb: string): number {
+  {
+    if (e instanceof DecryptRequestError) return failure(e.answer, ctx.json, verb);
     if (e instanceof CiphertextError || e instanceof DecryptError) {
       const message = e instanceof CiphertextError ? e.message : 'the encrypted data was altered or truncated';
       if (ctx.json) out(JSON.stringify({ error: { code: 'invalid_ciphertext', message } }));
-      else err(`decrypt failed: ${message}${e instanceof CiphertextError && /context/.test(message) ? ' (check --context)' : ''}`);
+      else err(`${verb} failed: ${message}${e instanceof CiphertextError && /context/.test(message) ? ' (check --context)' : ''}`);
       return EXIT.failed;
     }
     throw e;
   }
-  if (ctx.json && !isStd(output)) out(JSON.stringify({ output, usedNodes: used }));
-  return EXIT.ok;
 }

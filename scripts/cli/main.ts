@@ -12,7 +12,7 @@ import { cmdNodesAdd, cmdNodesList, cmdNodesRemove } from './nodes.js';
 import { cmdAuditVerify, cmdCreate, cmdKeysList, cmdKeysShow, cmdPolicy, cmdPublic, cmdReconstruct, cmdReshare, cmdState, cmdStatus } from './keys.js';
 import { EXIT, err, out } from './output.js';
 import { cmdSign, cmdVerify } from './sign.js';
-import { cmdDecrypt, cmdEncrypt } from './encrypt.js';
+import { cmdDecrypt, cmdEncrypt, cmdReencrypt } from './encrypt.js';
 import { keyIdArg, resolveTarget, type Ctx } from './target.js';
 
 export { EXIT };
@@ -106,6 +106,16 @@ const COMMANDS: CommandSpec<Ctx>[] = [
     details: 'Each node checks your request and the key\'s decrypt permission, and seals a proven partial to this process;\nproofs are verified here and a lying node is named. Exit 1 and no output when the context is wrong or the data\nwas altered or truncated. IN and OUT default to stdin and stdout.',
     options: { context: { type: 'string', value: 'K=V', multiple: true, help: 'the encryption context the file was encrypted under (repeatable)' } },
     federation: true, run: (c, p) => cmdDecrypt(c, p.args),
+  },
+  {
+    words: ['reencrypt'], args: ['[IN]', '[OUT]'], summary: 're-encrypt a file made by `fedkms encrypt` to another key (or the latest version of one); plaintext stays here',
+    details: 'The data key is unwrapped by threshold decryption (the nodes audit a re-encryption to --key under --to-context),\nthe payload is decrypted and encrypted again under a fresh data key wrapped to --key, with no node: the\ncoordinator never sees plaintext. Exit 1 and no output when the context is wrong or the data was altered.\nIN and OUT default to stdin and stdout. Here --key names the destination key, as in `fedkms encrypt`.',
+    options: {
+      key: opt('string', 'DEST', 'the destination encrypt key'),
+      context: { type: 'string', value: 'K=V', multiple: true, help: 'the encryption context IN was encrypted under (repeatable)' },
+      'to-context': { type: 'string', value: 'K=V', multiple: true, help: 'the new encryption context (repeatable; default: the same as --context)' },
+    },
+    federation: true, run: (c, p) => cmdReencrypt(c, p.args),
   },
   { words: ['audit', 'verify'], args: [], summary: 'recompute every audit hash chain; name the first broken link', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
 

@@ -128,6 +128,45 @@ describe('ClientGate.decrypt', () => {
   });
 });
 
+describe('ClientGate: re-encryption and data keys', () => {
+  const context = { app: 'payroll' };
+
+  it('a re-encryption is admitted only for the destination key and context the client signed, and only on the reencrypt route', async () => {
+    const { gate, alice } = await encryptNode();
+    const body = { ciphertext: 'AAAA', context, recipient: 'R', destinationKeyId: 'dest', destinationContext: { app: 'new' } };
+    const req = (b: unknown, p = '/keys/vault/reencrypt') => envelope(alice, { method: 'POST', path: p, body: b });
+    expect(await gate.decrypt(req(body), 'vault', body)).toMatchObject({ actor: 'client:alice', approvers: [] });
+    expect(await code(() => gate.decrypt(req(body), 'vault', { ...body, destinationKeyId: 'elsewhere' }))).toBe('client_request_mismatch');
+    expect(await code(() => gate.decrypt(req(body), 'vault', { ...body, destinationContext: { app: 'other' } }))).toBe('client_request_mismatch');
+    // A plain decrypt request does not authorize a re-encryption, nor the other way round.
+    expect(await code(() => gate.decrypt(req(body, '/keys/vault/decrypt'), 'vault', body))).toBe('client_request_mismatch');
+    const plain = { ciphertext: 'AAAA', context, recipient: 'R' };
+    expect(await code(() => gate.decrypt(req(plain), 'vault', plain))).toBe('client_request_mismatch');
+  });
+
+  it('a decrypt under a policy with approvals needs them (approvals_required)', async () => {
+    const { gate, access, alice } = await encryptNode();
+    const c = (await access.control('vault'))!;
+    await access.putControl({ ...c, policy: { ...c.policy, approvals: { required: 1, approvers: ['role:approver'] } } });
+    const body = { ciphertext: 'AAAA', context, recipient: 'R' };
+    const env = envelope(alice, { method: 'POST', path: '/keys/vault/decrypt', body: { ...body, expiresAt: Date.now() + 60_000 } });
+    expect(await code(() => gate.decrypt(env, 'vault', body))).toBe('approvals_required');
+    // No approved request named at all: the same refusal, telling the client to open one.
+    expect(await code(() => gate.decrypt(envelope(alice, { method: 'POST', path: '/keys/vault/decrypt', body }), 'vault', body))).toBe('approvals_required');
+  });
+
+  it('a data key needs the decrypt permission, the datakey route, and the context and recipient the client signed', async () => {
+    const { gate, alice, bob } = await encryptNode();
+    const body = { context, recipient: 'R' };
+    const req = (who: Identity, b: unknown, p = '/keys/vault/datakey') => envelope(who, { method: 'POST', path: p, body: b });
+    expect(await gate.datakey(req(alice, body), 'vault', body)).toMatchObject({ actor: 'client:alice' });
+    expect(await code(() => gate.datakey(req(alice, body), 'vault', { ...body, context: { app: 'x' } }))).toBe('client_request_mismatch');
+    expect(await code(() => gate.datakey(req(alice, body), 'vault', { ...body, recipient: 'X' }))).toBe('recipient_mismatch');
+    expect(await code(() => gate.datakey(req(alice, body, '/keys/vault/decrypt'), 'vault', body))).toBe('client_request_mismatch');
+    expect(await code(() => gate.datakey(req(bob, body), 'vault', body))).toBe('not_authorized');
+  });
+});
+
 describe('ClientGate.create for encrypt keys', () => {
   it('admits a DKG round 1 for exactly the type the client asked, and never a dealt encrypt key', async () => {
     const { gate, access } = await encryptNode();
