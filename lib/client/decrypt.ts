@@ -15,7 +15,7 @@ import { generateX25519, open } from '../crypto/seal.js';
 import {
   CiphertextError,
   ciphertextDigest,
-  decrypt as combineAndOpen,
+  openVerified,
   encrypt,
   parseEnvelope,
   ThresholdDecryptError,
@@ -151,6 +151,10 @@ export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Arr
           rejected.push({ nodeId, reason: 'sealed partial does not open' });
           continue;
         }
+        if (byIdentifier.has(content.identifier)) {
+          rejected.push({ nodeId, reason: `second answer for identifier ${content.identifier}` });
+          continue;
+        }
         if (content.identifier !== p.identifier || !verifyPartial(key, ciphertext, request, content)) {
           rejected.push({ nodeId, reason: 'partial decryption fails its proof' });
           continue;
@@ -160,7 +164,7 @@ export async function decryptEndToEnd(client: FedkmsClient, ciphertext: Uint8Arr
       }
       if (partials.length >= key.threshold) {
         try {
-          const r = combineAndOpen({ key, envelope: ciphertext, context, request, partials });
+          const r = openVerified(key, ciphertext, partials);
           return { plaintext: r.plaintext, keyId, version: k.version, usedNodes: r.used.map((id) => byIdentifier.get(id)!), rejected, answer };
         } catch (e) {
           if (!(e instanceof ThresholdDecryptError)) throw e;

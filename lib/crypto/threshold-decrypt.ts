@@ -522,3 +522,14 @@ export function decrypt(opts: {
   const plaintext = openWithSharedPoint(key, envelope, Z);
   return { plaintext, used: chosen.map((c) => c.identifier), liars };
 }
+
+/**
+ * Combine and open with partials the caller has already checked one by one (`verifyPartial`,
+ * after `verifyEnvelope`): the client verifies each partial as it opens its sealed box, to name
+ * a liar, so checking them all again here would double the cost of a decryption.
+ */
+export function openVerified(key: Pick<EncryptionPublicKey, 'groupKey' | 'threshold'>, envelope: Uint8Array, verified: PartialDecryption[]): { plaintext: Uint8Array; used: string[] } {
+  if (verified.length < key.threshold) throw new ThresholdDecryptError(`need ${key.threshold} valid partial decryptions, have ${verified.length}`, []);
+  const chosen = verified.slice(0, key.threshold).map((p) => ({ identifier: p.identifier, partial: deserializeElement(fromHex(p.partial, 'partial')) }));
+  return { plaintext: openWithSharedPoint(key, envelope, combinePartials(chosen)), used: chosen.map((c) => c.identifier) };
+}
