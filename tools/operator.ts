@@ -138,8 +138,9 @@ export class OperatorUnit {
   /**
    * Start (or restart) this operator's functions under sls offline; resolves once it serves
    * `probePath`. A free port can be taken by someone else between our probe and sls offline's
-   * listen (an outgoing connection's ephemeral port, another stack): then it starts again on
-   * fresh ports, up to three times.
+   * listen (an outgoing connection's ephemeral port, another stack), and on a loaded machine
+   * its esbuild child can die during the first build: in either case it starts again on fresh
+   * ports, up to three times. A process that is alive but slow is given its full window.
    */
   async startFunctions(probePath: string, ready: (status: number) => boolean): Promise<void> {
     if (this.offline && this.offline.exitCode === null && this.offline.signalCode === null) return;
@@ -149,7 +150,9 @@ export class OperatorUnit {
         return await this.spawnOffline(probePath, ready);
       } catch (e) {
         const log = existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8').slice(logStart) : '';
-        if (attempt >= 3 || !log.includes('EADDRINUSE')) throw e;
+        const died = this.offline !== undefined && (this.offline.exitCode !== null || this.offline.signalCode !== null);
+        if (attempt >= 3 || !(log.includes('EADDRINUSE') || died)) throw e;
+        await stopChild(this.offline, 3000, 'SIGKILL');
       }
     }
   }
@@ -179,7 +182,7 @@ export class OperatorUnit {
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
     this.offline = child;
-    await waitFor(`${this.name} (sls offline, log ${this.logFile})`, async () => ready((await fetch(`http://127.0.0.1:${offlinePort}${probePath}`)).status), 120_000, () => child);
+    await waitFor(`${this.name} (sls offline, log ${this.logFile})`, async () => ready((await fetch(`http://127.0.0.1:${offlinePort}${probePath}`)).status), 240_000, () => child);
   }
 
   /** Kill this operator's functions: a crash, not a graceful stop. Storage stays, as a disk would. */
