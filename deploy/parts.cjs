@@ -128,8 +128,9 @@ function nodeUnit(s) {
     },
     // Least privilege: this node's own bucket, tables, key and secret; nothing else.
     iamRoleStatements: [
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: [objectsArn] },
-      { Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [bucketArn] },
+      // DeleteObjectVersion and ListBucketVersions: a deleted share is erased version by version (lib/aws/fragment-store.ts).
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:DeleteObjectVersion'], Resource: [objectsArn] },
+      { Effect: 'Allow', Action: ['s3:ListBucket', 's3:ListBucketVersions'], Resource: [bucketArn] },
       { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan'], Resource: [tableArn(names.auditTable)] },
       { Effect: 'Allow', Action: ['dynamodb:PutItem'], Resource: [tableArn(names.replayTable)] },
       ...(local ? [] : [
@@ -152,9 +153,16 @@ function nodeUnit(s) {
       Properties: {
         BucketName: names.bucket,
         VersioningConfiguration: { Status: 'Enabled' },
-        // A share a refresh or reshare deleted must not live on as a noncurrent version: with it, one
-        // account read later would still hold its old-version share, and old shares of t nodes combine.
-        LifecycleConfiguration: { Rules: [{ Id: 'ExpireReplacedShares', Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 }, ExpiredObjectDeleteMarker: true }] },
+        // A share a refresh, reshare or destroy deleted must not live on as a noncurrent version: with it, one
+        // account read later would still hold its old-version share, and old shares of t nodes combine. The node
+        // deletes every version itself (lib/aws/fragment-store.ts); this rule is the backstop for anything
+        // overwritten (control documents, the registry) and for a delete that failed half way.
+        LifecycleConfiguration: {
+          Rules: [
+            { Id: 'ExpireReplacedShares', Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 }, ExpiredObjectDeleteMarker: true },
+            { Id: 'AbortIncompleteUploads', Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
+          ],
+        },
         PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
         BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: { 'Fn::GetAtt': [ids.key, 'Arn'] } }, BucketKeyEnabled: true }] },
       },

@@ -12,7 +12,7 @@ import { parseKeyId } from '../lib/key-id.js';
 import { httpApi, parseInput, type HttpRequest } from '../lib/http/api.js';
 import { parseX25519Public } from '../lib/crypto/seal.js';
 import { assertClientKey, type ClientEnvelope } from '../lib/crypto/client-auth.js';
-import { clientRecordSchema, policySchema, transitionSchema } from '../lib/access/policy.js';
+import { clientRecordSchema, holders, matches, policySchema, transitionSchema } from '../lib/access/policy.js';
 import { importRequestSchema } from '../lib/node/service.js';
 import { nodeLogicalPath, nodeRuntime, type NodeRuntime } from '../lib/node/runtime.js';
 import { auditReport } from '../lib/node/audit-report.js';
@@ -74,7 +74,22 @@ export const handler = httpApi({
       const { limit } = parseInput(auditQuery, req.query);
       return { nodeId: rt.cfg.NODE_ID, ...(await rt.audit.readBounded(limit)) };
     }),
-    'GET /keys': authed((rt) => rt.service.listKeys()),
+    // Relayed for a client's own listing (GET /keys), only the keys whose policy on this node lets
+    // that client describe them; administrators see every key id. The coordinator's own listing is whole.
+    'GET /keys': authed(async (rt, _req, _signer, client) => {
+      const all = await rt.service.listKeys();
+      if (!client || client.method !== 'GET' || client.path !== '/keys') return all;
+      const a = await rt.access.authenticate(client, 'GET /keys');
+      if (a.who.roles.includes('admin')) return all;
+      const seen: boolean[] = [];
+      for (let i = 0; i < all.keys.length; i += 16) {
+        seen.push(...(await Promise.all(all.keys.slice(i, i + 16).map(async (k) => {
+          const c = await rt.access.control(k.keyId).catch(() => null);
+          return !!c && c.state !== 'destroyed' && matches(holders(c.policy, 'describe'), a.who);
+        }))));
+      }
+      return { ...all, keys: all.keys.filter((_, i) => seen[i]) };
+    }),
     'GET /key': authed(async (rt, req, _signer, client) => {
       const q = parseInput(keyQuery, req.query);
       const keyId = parseKeyId(q.keyId);

@@ -8,7 +8,8 @@
 import * as z from '../lib/zod.js';
 import { changeMembership, coordinatorRuntime, coordinatorSettings, type ClientCall, type CoordinatorRuntime } from '../lib/coordinator/runtime.js';
 import { createKeySchema, preprocessSchema, reconstructSchema, signSchema } from '../lib/coordinator/service.js';
-import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema } from '../lib/coordinator/admin.js';
+import { approvalInputSchema, policyUpdateSchema, registerClientSchema, transitionSchema, type KeyView } from '../lib/coordinator/admin.js';
+import { requireRole } from '../lib/access/policy.js';
 import { attachApprovals } from '../lib/coordinator/client-context.js';
 import { reshareSchema } from '../lib/coordinator/reshare.js';
 import { datakeySchema, decryptSchema, reencryptSchema } from '../lib/coordinator/decrypt.js';
@@ -47,6 +48,11 @@ const fromDashboard = <T>(fn: (rt: Runtime, req: HttpRequest) => Promise<T>) =>
     return fn(rt, req);
   };
 const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
+/** A key's version and policy as a quorum of nodes holds them: who may ask for, give and read its approvals. */
+const keyView = (rt: Runtime) => async (keyId: string): Promise<KeyView> => {
+  const k = (await rt.coordinator.describeKey(keyId)).key as { version: number; policy?: unknown };
+  return { version: k.version, policy: k.policy as KeyView['policy'] };
+};
 
 export const handler = httpApi({
   service: 'fedkms-reconstruct',
@@ -95,15 +101,20 @@ export const handler = httpApi({
     'POST /keys/{keyId}/datakey': relayed((rt, req, { actor }) => rt.coordinator.datakey(keyOf(req), parseInput(datakeySchema, req.body ?? {}), actor)),
     'POST /keys/{keyId}/state': relayed((rt, req, { actor }) => rt.admin.transition(keyOf(req), parseInput(transitionSchema, req.body ?? {}), actor)),
     'PUT /keys/{keyId}/policy': relayed((rt, req, { actor }) => rt.admin.setPolicy(keyOf(req), parseInput(policyUpdateSchema, req.body ?? {}), actor)),
-    'GET /clients': authed((rt) => rt.admin.listClients()),
+    // Least privilege: the registry in full for administrators; anyone else sees its own entry.
+    'GET /clients': authed((rt, _req, { who }) => rt.admin.listClients(who)),
     'POST /clients': relayed(async (rt, req, { actor }) => ({ status: 201, body: await rt.admin.registerClient(parseInput(registerClientSchema, req.body ?? {}), actor) })),
-    'GET /approvals': authed((rt, req) => rt.admin.listApprovals(parseKeyId(parseInput(approvalsQuery, req.query).keyId))),
+    'GET /approvals': authed((rt, req, { who }) => rt.admin.listApprovals(parseKeyId(parseInput(approvalsQuery, req.query).keyId), who, keyView(rt))),
     'POST /approvals': authed(async (rt, req, { who, actor }) => {
       const input = parseInput(approvalInputSchema, req.body ?? {});
       parseKeyId(input.keyId);
-      return rt.admin.approval(input, who, actor, async (keyId) => (await rt.coordinator.describeKey(keyId)).key.version);
+      return rt.admin.approval(input, who, actor, keyView(rt));
     }),
-    'GET /audit/verify': authed((rt) => rt.federation.verifyAudit()),
+    // A full verification reads every chain of every operator: administrators and auditors only.
+    'GET /audit/verify': authed((rt, _req, { who }) => {
+      requireRole(who, ['admin', 'auditor'], 'verify the audit trail');
+      return rt.federation.verifyAudit();
+    }),
     // Membership (lib/coordinator/federation.ts): learned from the nodes; changed by an administrator's signed document.
     'GET /nodes': authed((rt) => rt.federation.list()),
     'PUT /nodes': (req) => changeMembership(req, process.env, obs),

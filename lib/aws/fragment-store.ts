@@ -1,9 +1,18 @@
-/** FragmentStore on one node's own S3 bucket: keys/<keyId>/v<version>.json. */
+/**
+ * FragmentStore on one node's own S3 bucket: keys/<keyId>/v<version>.json.
+ *
+ * The bucket is versioned in AWS, where DeleteObject only adds a delete marker and keeps every
+ * byte as a noncurrent version. So a share (or a session's nonces) is deleted here version by
+ * version (ListObjectVersions, then DeleteObject with each VersionId, delete markers included):
+ * once `delete` returns, no version of it can be read. The bucket's lifecycle rule (deploy/parts.cjs)
+ * also expires noncurrent versions after a day, for anything overwritten rather than deleted.
+ */
 import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -19,6 +28,13 @@ const KEY_RE = /^keys\/([a-z0-9][a-z0-9-]{0,62})\/v(\d+)\.json$/;
 const isNotFound = (e: unknown) => {
   const name = (e as { name?: string }).name;
   return name === 'NoSuchKey' || name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+};
+
+/** A store with no object versions at all (the local S3 server, s3rver): ListObjectVersions is not served. */
+const versionsUnsupported = (e: unknown) => {
+  const name = (e as { name?: string }).name;
+  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return name === 'MethodNotAllowed' || name === 'NotImplemented' || status === 405 || status === 501;
 };
 
 async function storage<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -65,7 +81,32 @@ export class S3FragmentStore implements FragmentStore {
   }
 
   async delete(keyId: string, version: number): Promise<void> {
-    await storage('delete', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey(keyId, version) })));
+    await this.erase(objectKey(keyId, version), 'delete');
+  }
+
+  /** Every version of one object, delete markers included, so none can be read afterwards. */
+  private async erase(Key: string, what: string): Promise<void> {
+    const ids: string[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.s3.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+        for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) if (v.Key === Key && v.VersionId) ids.push(v.VersionId);
+        if (!page.IsTruncated) break;
+        keyMarker = page.NextKeyMarker;
+        versionMarker = page.NextVersionIdMarker;
+      }
+    } catch (e) {
+      // Never in AWS S3 (it always serves ListObjectVersions): a store that keeps no versions,
+      // where the plain delete removes the only copy. Any other failure is a storage error.
+      if (!versionsUnsupported(e)) throw new StorageError(`fragment storage unavailable (${what})`);
+      await storage(what, () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })));
+      return;
+    }
+    for (const VersionId of ids) {
+      await storage(what, () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, VersionId })));
+    }
   }
 
   async list(): Promise<{ keyId: string; versions: number[] }[]> {
@@ -91,7 +132,7 @@ export class S3FragmentStore implements FragmentStore {
   }
 
   async deleteSession(kind: string, id: string): Promise<void> {
-    await storage('delete session', () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: sessionKey(kind, id) })));
+    await this.erase(sessionKey(kind, id), 'delete session');
   }
 
   getDoc(kind: DocKind, name: string): Promise<string | null> {

@@ -5,11 +5,11 @@
  * request, whether to apply a change; each node re-checks every approval signature.
  */
 import * as z from '../zod.js';
-import { clientRecordSchema, policySchema, transitionSchema, type Principal } from '../access/policy.js';
+import { clientRecordSchema, holders, matches, policySchema, transitionSchema, type Policy, type Principal } from '../access/policy.js';
 import { approvalDigest, assertClientKey, verifyApproval, type Approval, type ApprovalRequest } from '../crypto/client-auth.js';
 import { parseX25519Public } from '../crypto/seal.js';
 import { fromB64 } from '../encoding.js';
-import { AuditUnavailableError, BadRequestError, ForbiddenError, NotFoundError, QuorumError } from '../errors.js';
+import { AuditUnavailableError, BadRequestError, ConflictError, ForbiddenError, NotFoundError, QuorumError } from '../errors.js';
 import type { ApprovalStore } from '../ports.js';
 import { ClientDirectory } from './clients.js';
 import { AUDIT_STREAM, type CoordinatorDeps } from './common.js';
@@ -28,6 +28,24 @@ export const approvalInputSchema = z.union([
 ]);
 
 const MAX_APPROVAL_MS = 24 * 3600_000;
+/** Open (unexpired) approval requests one client may hold on one key at a time. */
+export const MAX_OPEN_APPROVALS = 8;
+
+/** What the approval routes need to know of a key: its current version and its policy, as a quorum of nodes holds them. */
+export interface KeyView {
+  version: number;
+  policy: Policy | undefined;
+}
+
+/** A federation administrator (role `admin`): sees the whole registry, every approval and the audit trail. */
+export const isAdministrator = (who: Principal): boolean => who.roles.includes('admin');
+
+/** The key's policy, or a refusal: without one the coordinator cannot tell who is entitled, so nobody is (fail closed). */
+function policyOf(view: KeyView, keyId: string): Policy {
+  const p = policySchema.safeParse(view.policy);
+  if (!p.success) throw new ForbiddenError('not_authorized', `no quorum of nodes returned the policy of key ${keyId}`);
+  return p.data;
+}
 
 export class Administration {
   constructor(
@@ -78,8 +96,10 @@ export class Administration {
     return { client: record, nodes };
   }
 
-  listClients() {
-    return this.directory().list();
+  /** The registry in full for administrators; any other client sees its own entry only. */
+  async listClients(who: Principal) {
+    const all = await this.directory().list();
+    return isAdministrator(who) ? all : { ...all, clients: all.clients.filter((c) => c.name === who.name) };
   }
 
   async transition(keyId: string, input: z.infer<typeof transitionSchema>, actor: string) {
@@ -99,15 +119,23 @@ export class Administration {
     return this.approvals;
   }
 
-  /** Open a request (by the requester) or approve one (by another client). */
-  async approval(input: z.infer<typeof approvalInputSchema>, who: Principal, actor: string, currentVersion: (keyId: string) => Promise<number>) {
+  /**
+   * Open a request (by a client the key's policy lets reconstruct, at most MAX_OPEN_APPROVALS
+   * open per key and requester) or approve one (by an active approver the key's policy names,
+   * whose signature verifies). Nothing else reaches the table.
+   */
+  async approval(input: z.infer<typeof approvalInputSchema>, who: Principal, actor: string, keyView: (keyId: string) => Promise<KeyView>) {
     const store = this.store();
     if ('digest' in input) {
       const rec = await store.get(input.keyId, input.digest);
       if (!rec || rec.request.expiresAt <= Date.now()) throw new NotFoundError('approval_request_not_found', 'no open request with that digest');
       if (rec.request.requester === who.name) throw new ForbiddenError('self_approval', 'a requester cannot approve their own request');
+      const policy = policyOf(await keyView(input.keyId), input.keyId);
       const approver = await this.directory().lookup(who.name);
-      if (!approver || !verifyApproval(fromB64(approver.publicKey), rec.request, input.signature)) {
+      if (!approver || approver.status !== 'active' || !matches(policy.approvals.approvers, { name: approver.name, roles: approver.roles })) {
+        throw new ForbiddenError('not_authorized', `client ${who.name} is not an approver of key ${input.keyId}`);
+      }
+      if (!verifyApproval(fromB64(approver.publicKey), rec.request, input.signature)) {
         throw new BadRequestError('approval_invalid', 'the approval signature does not verify over that request');
       }
       await this.audit(actor, 'approval.grant', input.keyId, { digest: input.digest, requester: rec.request.requester });
@@ -115,18 +143,37 @@ export class Administration {
       return { digest: input.digest, request: rec.request, approvers: [...new Set([...Object.keys(rec.approvals), who.name])].sort() };
     }
     parseX25519Public(input.recipient);
-    const expiresAt = input.expiresAt ?? Date.now() + 3600_000;
-    if (expiresAt <= Date.now() || expiresAt > Date.now() + MAX_APPROVAL_MS) throw new BadRequestError('invalid_expiry', 'expiresAt must be in the next 24 hours');
-    const request: ApprovalRequest = { keyId: input.keyId, version: input.version ?? (await currentVersion(input.keyId)), requester: who.name, recipient: input.recipient, expiresAt };
+    const now = Date.now();
+    const expiresAt = input.expiresAt ?? now + 3600_000;
+    if (expiresAt <= now || expiresAt > now + MAX_APPROVAL_MS) throw new BadRequestError('invalid_expiry', 'expiresAt must be in the next 24 hours');
+    const view = await keyView(input.keyId);
+    const policy = policyOf(view, input.keyId);
+    // Approvals are asked for a reconstruction: only a client that may reconstruct the key may ask.
+    if (!matches(holders(policy, 'reconstruct'), who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not reconstruct key ${input.keyId}`);
+    const open = (await store.list(input.keyId)).filter((r) => r.request.requester === who.name && r.request.expiresAt > now).length;
+    if (open >= MAX_OPEN_APPROVALS) {
+      throw new ConflictError('too_many_open_requests', `client ${who.name} already has ${open} open approval requests for key ${input.keyId}; use one or let it expire`);
+    }
+    const request: ApprovalRequest = { keyId: input.keyId, version: input.version ?? view.version, requester: who.name, recipient: input.recipient, expiresAt };
     const digest = approvalDigest(request);
     await this.audit(actor, 'approval.request', input.keyId, { digest, version: request.version, recipient: request.recipient, expiresAt });
     await store.open({ keyId: input.keyId, digest, request, approvals: {}, createdAt: new Date().toISOString() });
     return { status: 201, body: { digest, request } };
   }
 
-  async listApprovals(keyId: string) {
+  /**
+   * Open requests for a key: all of them for administrators (federation or of the key) and the
+   * key's approvers; any other client sees only the requests it opened itself.
+   */
+  async listApprovals(keyId: string, who: Principal, keyView: (keyId: string) => Promise<KeyView>) {
+    const store = this.store();
     const now = Date.now();
-    const open = (await this.store().list(keyId)).filter((r) => r.request.expiresAt > now);
+    let mineOnly = !isAdministrator(who);
+    if (mineOnly) {
+      const policy = policyOf(await keyView(keyId), keyId);
+      mineOnly = !matches(policy.approvals.approvers, who) && !matches(policy.admin, who);
+    }
+    const open = (await store.list(keyId)).filter((r) => r.request.expiresAt > now && (!mineOnly || r.request.requester === who.name));
     return { keyId, requests: open.map((r) => ({ digest: r.digest, request: r.request, approvers: Object.keys(r.approvals).sort(), createdAt: r.createdAt })) };
   }
 

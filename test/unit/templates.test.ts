@@ -181,7 +181,7 @@ describe('(a) a node stack: its role reaches only its own resources', () => {
     const objects = u.functions[id]!.iamRoleStatements.find((s) => s.Action.includes('s3:GetObject'))!;
     expect(objects.Resource).toEqual([{ 'Fn::Sub': `\${FragmentBucket${L}.Arn}/*` }]);
     expect(u.functions[id]!.iamRoleStatements.flatMap((s) => s.Action).sort()).toEqual(
-      ['dynamodb:PutItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan', 'kms:Decrypt', 'kms:GenerateDataKey', 's3:DeleteObject', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'secretsmanager:GetSecretValue'].sort(),
+      ['dynamodb:PutItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan', 'kms:Decrypt', 'kms:GenerateDataKey', 's3:DeleteObject', 's3:DeleteObjectVersion', 's3:GetObject', 's3:ListBucket', 's3:ListBucketVersions', 's3:PutObject', 'secretsmanager:GetSecretValue'].sort(),
     );
   });
 
@@ -198,6 +198,7 @@ describe('(a) a node stack: its role reaches only its own resources', () => {
     // Versioned, but a share deleted by refresh or reshare does not survive as an old version for long.
     expect(bucket['VersioningConfiguration']).toEqual({ Status: 'Enabled' });
     expect(bucket['LifecycleConfiguration'].Rules).toContainEqual(expect.objectContaining({ Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 } }));
+    expect(bucket['LifecycleConfiguration'].Rules).toContainEqual(expect.objectContaining({ Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }));
     // It trusts no other account: no resource policy names another principal.
     expect(JSON.stringify(u)).not.toMatch(/iam::\d{12}:|"Principal":"\*"/);
   });
