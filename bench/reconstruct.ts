@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { signedHeaders } from '../lib/client/signer.js';
 import { checkFragment } from '../lib/reconstruction.js';
-import { signClientRequest, type ClientEnvelope } from '../lib/crypto/client-auth.js';
+import { signClientRequest, withImportScalar, type ClientEnvelope } from '../lib/crypto/client-auth.js';
 import { withClientRequest } from '../lib/coordinator/client-context.js';
 import { NodeClient } from '../lib/coordinator/node-client.js';
 import { generateX25519 } from '../lib/crypto/seal.js';
@@ -161,7 +161,8 @@ function summarize(base: Pick<Row, 'n' | 't' | 'scenario' | 'method'>, outcomes:
 }
 
 async function importKey(stack: LocalStack): Promise<void> {
-  const body = JSON.stringify({ keyId: KEY_ID, secretHex: SECRET_HEX, policy: { serverSideCombine: true } });
+  // An import carries the scalar the client's signature commits to (issue 13).
+  const body = JSON.stringify(withImportScalar('POST', '/keys', { keyId: KEY_ID, secretHex: SECRET_HEX, policy: { serverSideCombine: true } }));
   const res = await fetch(`${stack.url}/keys`, {
     method: 'POST',
     headers: { ...signedHeaders(stack.admin, 'POST', '/keys', body), 'content-type': 'application/json' },

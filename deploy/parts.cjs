@@ -125,6 +125,9 @@ function nodeUnit(s) {
       ...(local ? { NODE_SECRETS_FILE: local.secretsFile } : { NODE_SECRET_ID: names.secret }),
       COORDINATOR_PUBLIC_KEY: s.coordinatorPublicKey,
       FEDKMS_ADMIN_PUBLIC_KEY: s.adminPublicKey,
+      // The federation-wide minimum this node enforces (deploy/settings.cjs; defaults 2 and 3).
+      FEDKMS_MIN_THRESHOLD: String(s.minThreshold ?? 2),
+      FEDKMS_MIN_NODES: String(s.minNodes ?? 3),
     },
     // Least privilege: this node's own bucket, tables, key and secret; nothing else.
     iamRoleStatements: [

@@ -33,11 +33,28 @@ const publicKey = (v, name, file) => {
   return v;
 };
 
-/** A node operator's settings: { id, coordinatorPublicKey, adminPublicKey, concurrency? }. */
+/**
+ * The federation-wide minimum a node enforces on every key it takes part in creating or
+ * resharing (issue 13): threshold and node count. Defaults 2 and 3: today's smallest normal
+ * federation, 2-of-3. Every operator should set the same values; each node enforces its own.
+ */
+const DEFAULT_MINIMUM = { minThreshold: 2, minNodes: 3 };
+function minimumOf(c, file) {
+  const minThreshold = c.minThreshold ?? DEFAULT_MINIMUM.minThreshold;
+  const minNodes = c.minNodes ?? DEFAULT_MINIMUM.minNodes;
+  for (const [name, v] of [['minThreshold', minThreshold], ['minNodes', minNodes]]) {
+    if (!Number.isInteger(v) || v < 2 || v > 255) throw new Error(`${file}: ${name} must be an integer from 2 to 255`);
+  }
+  if (minThreshold > minNodes) throw new Error(`${file}: minThreshold cannot exceed minNodes`);
+  return { minThreshold, minNodes };
+}
+
+/** A node operator's settings: { id, coordinatorPublicKey, adminPublicKey, concurrency?, minThreshold?, minNodes? }. */
 function nodeSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, localFile = process.env.FEDKMS_LOCAL_STACK) {
   const c = readJson(file, 'node stack');
   if (!nodeIdOk(c.id)) throw new Error(`${file}: id must match ${ID} and not be one of ${RESERVED_IDS.join(', ')}`);
   return {
+    ...minimumOf(c, file),
     stage,
     id: c.id,
     coordinatorPublicKey: publicKey(c.coordinatorPublicKey, 'coordinatorPublicKey', file),
@@ -69,4 +86,4 @@ function coordinatorSettings(stage, file = process.env.FEDKMS_OPERATOR_CONFIG, l
 
 const stageOf = (options) => (options && options.stage) || process.env.FEDKMS_STAGE || 'dev';
 
-module.exports = { nodeSettings, coordinatorSettings, loadLocal, stageOf, ID, RESERVED_IDS, nodeIdOk };
+module.exports = { DEFAULT_MINIMUM, minimumOf, nodeSettings, coordinatorSettings, loadLocal, stageOf, ID, RESERVED_IDS, nodeIdOk };

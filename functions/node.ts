@@ -30,6 +30,11 @@ const auditQuery = z.strictObject({ limit: z._default(z.coerce.number().check(z.
 
 type Runtime = NodeRuntime;
 const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
+/** What a create makes here, and the federation's defaults for what the client left out (the membership this node holds). */
+const createShape = (rt: Runtime, threshold: number, participants: { nodeId: string }[]) => {
+  const doc = rt.signed!.document;
+  return { ...shape(threshold, participants), defaults: { threshold: doc.threshold, nodeIds: doc.nodes.map((n) => n.id) } };
+};
 
 /**
  * Authenticate the coordinator, read the relayed client request, then run `fn`; client refusals
@@ -108,7 +113,8 @@ export const handler = httpApi({
     'PUT /fragment': authed(async (rt, req, _signer, client) => {
       const body = parseInput(importRequestSchema, req.body);
       const keyId = parseKeyId(body.descriptor.keyId);
-      const g = await rt.gate.create(client, keyId, body.descriptor.type, 'PUT /fragment');
+      const d = body.descriptor;
+      const g = await rt.gate.create(client, keyId, d.type, 'PUT /fragment', { ...createShape(rt, d.publicPackage.threshold, d.participants), descriptor: d });
       return { status: 201, body: await rt.service.importShare(body, g.actor) };
     }, { member: true }),
     'DELETE /fragment': authed(async (rt, req, _signer, client) => {
@@ -128,17 +134,21 @@ export const handler = httpApi({
     'POST /key/state': authed(async (rt, req, _signer, client) => {
       const body = parseInput(stateBody, req.body);
       const g = await rt.gate.transition(client, parseKeyId(body.keyId), body.state);
-      return rt.lifecycle.transition(g.control, body.state, g.actor, body.reason);
+      return rt.lifecycle.transition(g.control, body.state, g.actor, body.reason, g.breakGlass);
     }),
     'PUT /key/policy': authed(async (rt, req, _signer, client) => {
       const body = parseInput(policyBody, req.body);
-      const g = await rt.gate.setPolicy(client, parseKeyId(body.keyId), body.policy);
+      const keyId = parseKeyId(body.keyId);
+      // The key's type decides which use its policy may grant (one key, one purpose).
+      const versions = await rt.service.versionsOf(keyId);
+      const keyType = versions.length ? (await rt.service.describe(keyId)).descriptor.type : undefined;
+      const g = await rt.gate.setPolicy(client, keyId, body.policy, keyType);
       return rt.lifecycle.setPolicy(g.control, body.policy, g.actor);
     }),
     // Distributed key generation, relayed by the coordinator (lib/node/dkg.ts).
     'POST /dkg/round1': authed(async (rt, req, _signer, client) => {
       const body = parseInput(dkgSchemas.round1, req.body);
-      await rt.gate.create(client, parseKeyId(body.keyId), body.type ?? 'ed25519', 'POST /dkg/round1');
+      await rt.gate.create(client, parseKeyId(body.keyId), body.type ?? 'ed25519', 'POST /dkg/round1', createShape(rt, body.threshold, body.participants));
       return rt.dkg.round1(body);
     }, { member: true }),
     'POST /dkg/confirm': authed((rt, req) => rt.dkg.confirm(parseInput(dkgSchemas.confirm, req.body)), { member: true }),

@@ -47,6 +47,13 @@ const nodeSchema = z.object({
   FEDKMS_ADMIN_PUBLIC_KEY: z.optional(b64Key(32)),
   SESSION_TTL_S: z._default(z.coerce.number().check(z.int(), z.positive()), 300),
   MAX_CLOCK_SKEW_S: z._default(z.coerce.number().check(z.int(), z.positive()), 60),
+  /**
+   * The federation-wide floor of every key (issue 13), enforced by this node on create, import,
+   * generate and reshare, whoever asks: at least this threshold, on at least this many nodes.
+   * Defaults 2 and 3 (2-of-3). Each operator sets it in its own config (minThreshold, minNodes).
+   */
+  FEDKMS_MIN_THRESHOLD: z._default(z.coerce.number().check(z.int(), z.gte(2), z.lte(255)), 2),
+  FEDKMS_MIN_NODES: z._default(z.coerce.number().check(z.int(), z.gte(2), z.lte(255)), 3),
 });
 
 export const nodeEntry = z.extend(peerEntry, { url: z.url() });

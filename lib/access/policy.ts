@@ -39,12 +39,44 @@ export type Policy = z.infer<typeof policySchema>;
 export const policyInputSchema = z.partial(policySchema); // strict, as policySchema is
 export type PolicyInput = z.infer<typeof policyInputSchema>;
 
-export function defaultPolicy(creator: string, input: PolicyInput = {}): Policy {
+/**
+ * One key, one purpose (issue 13). A key's purpose follows from its type, fixed at creation:
+ * a `secret` key (imported or generated) is exportable and only reconstructed; an `ed25519`
+ * key only signs; an `encrypt` key only decrypts. The scalar of an exportable key must never
+ * also be a signing key: whoever may reconstruct it could forge signatures.
+ */
+export type KeyPurpose = 'reconstruct' | 'sign' | 'decrypt';
+export const PURPOSE_OPS: readonly KeyPurpose[] = ['reconstruct', 'sign', 'decrypt'];
+export function purposeOf(type: 'secret' | 'ed25519' | 'encrypt'): KeyPurpose {
+  return type === 'secret' ? 'reconstruct' : type === 'ed25519' ? 'sign' : 'decrypt';
+}
+
+/** A policy may grant only its key's own purpose among sign, reconstruct and decrypt. */
+export function assertPolicyPurpose(policy: PolicyInput, type: 'secret' | 'ed25519' | 'encrypt', keyId: string): void {
+  const purpose = purposeOf(type);
+  const stray = PURPOSE_OPS.filter((op) => op !== purpose && (policy[op]?.length ?? 0) > 0);
+  if (stray.length) {
+    throw new ForbiddenError('policy_purpose_mismatch', `key ${keyId} is a ${type} key: its policy may grant ${purpose} only, not ${stray.join(', ')} (one key, one purpose)`);
+  }
+}
+
+/** Refuse `op` on a key of `type` that is not its purpose (the reshare canary is checked apart). */
+export function assertPurpose(type: 'secret' | 'ed25519' | 'encrypt' | undefined, op: KeyPurpose, keyId: string): void {
+  if (type === undefined || purposeOf(type) === op) return;
+  if (op === 'sign') throw new ConflictError('key_not_signing', `key ${keyId} is ${type === 'secret' ? 'an exportable secret key' : 'an encryption key'}; it does not sign (one key, one purpose)`);
+  if (op === 'reconstruct') throw new ConflictError('key_not_exportable', `key ${keyId} is a distributed ${type === 'encrypt' ? 'encryption' : 'signing'} key and is never exported`);
+  throw new ConflictError('key_not_encryption', `key ${keyId} is not an encryption key (type ${type})`);
+}
+
+/** The policy of a new key: the creator and administrators hold its one purpose (and describe, admin) unless told otherwise. */
+export function defaultPolicy(creator: string, input: PolicyInput = {}, type?: 'secret' | 'ed25519' | 'encrypt'): Policy {
   const owner = [`client:${creator}`, 'role:admin'];
+  // With a type, operations outside the key's purpose default to nobody.
+  const forOp = (op: KeyPurpose) => (type === undefined || purposeOf(type) === op ? owner : []);
   return {
-    sign: input.sign ?? owner,
-    reconstruct: input.reconstruct ?? owner,
-    decrypt: input.decrypt ?? owner,
+    sign: input.sign ?? forOp('sign'),
+    reconstruct: input.reconstruct ?? forOp('reconstruct'),
+    decrypt: input.decrypt ?? forOp('decrypt'),
     describe: input.describe ?? [...owner, 'role:auditor'],
     admin: input.admin ?? owner,
     approvals: input.approvals ?? { required: 0, approvers: ['role:approver'] },
@@ -93,6 +125,15 @@ const TRANSITIONS: Record<KeyState, readonly KeyState[]> = {
   compromised: ['destroyed'],
   destroyed: [],
 };
+
+/**
+ * Break-glass (issue 13): the states a federation administrator (registry role `admin`) may
+ * always move a key to, whatever the key's own policy says (even `admin: []`). Never back
+ * to active: that needs an administrator of the key.
+ */
+export const BREAK_GLASS_STATES: readonly KeyState[] = ['disabled', 'compromised', 'destroyed'];
+export const FEDERATION_ADMIN_ROLE = 'admin';
+
 
 export function assertTransition(keyId: string, from: KeyState, to: KeyState): void {
   if (!TRANSITIONS[from].includes(to)) {

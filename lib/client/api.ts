@@ -5,7 +5,7 @@
  */
 import { CORRELATION_HEADER } from '../observability.js';
 import { signedHeaders, type ClientIdentity } from './signer.js';
-import { CLIENT_HEADERS } from '../crypto/client-auth.js';
+import { CLIENT_HEADERS, withImportScalar } from '../crypto/client-auth.js';
 import { BUDGET_HEADER } from '../deadline.js';
 
 export interface ApiAnswer<T = any> {
@@ -92,6 +92,8 @@ export class FedkmsClient {
    */
   async call<T = any>(method: string, path: string, body?: unknown, callOpts: CallOptions = {}): Promise<ApiAnswer<T>> {
     const opts = { ...this.defaults, ...callOpts };
+    // An import carries a fresh random scalar its signature commits to (lib/crypto/client-auth.ts).
+    body = withImportScalar(method, path, body);
     const t0 = performance.now();
     const deadline = t0 + (opts.timeoutMs ?? 60_000);
     const retry = opts.retry ?? true;

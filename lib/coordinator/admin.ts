@@ -68,13 +68,16 @@ export class Administration {
    * the key (or, for the registry, every node) applied it; otherwise the error names the
    * nodes that did not, and the change can be sent again (it is idempotent).
    */
-  private async everywhere(what: string, req: NodeRequest, holdersOnly: boolean): Promise<NodeReport[]> {
+  private async everywhere(what: string, req: NodeRequest, holdersOnly: boolean, seen?: (answer: unknown) => void): Promise<NodeReport[]> {
     const result = await gather({
       nodes: this.deps.nodes,
       timeoutMs: Math.max(5_000, this.deps.timeoutMs * 2),
       stopEarly: false,
       call: (n, signal) => this.deps.client.call(n, req, signal),
-      judge: (): Verdict<true> => ({ ok: true, group: 'applied', need: 1, value: true }),
+      judge: (_n, answer): Verdict<true> => {
+        seen?.(answer);
+        return { ok: true, group: 'applied', need: 1, value: true };
+      },
     });
     const reports = result.reports;
     const relevant = holdersOnly ? reports.filter((r) => r.status !== 'not_found') : reports;
@@ -103,9 +106,13 @@ export class Administration {
   }
 
   async transition(keyId: string, input: z.infer<typeof transitionSchema>, actor: string) {
-    const nodes = await this.everywhere(`key ${keyId}`, { method: 'POST', path: '/key/state', body: { keyId, ...input } }, true);
-    await this.audit(actor, input.state === 'destroyed' ? 'key.destroy' : 'key.state', keyId, { state: input.state, nodes });
-    return { keyId, state: input.state, nodes };
+    // A federation administrator acting on a key it does not administer (lib/node/gate.ts): break-glass, recorded as such.
+    let breakGlass = false;
+    const nodes = await this.everywhere(`key ${keyId}`, { method: 'POST', path: '/key/state', body: { keyId, ...input } }, true, (a) => {
+      if ((a as { breakGlass?: unknown } | undefined)?.breakGlass === true) breakGlass = true;
+    });
+    await this.audit(actor, `${input.state === 'destroyed' ? 'key.destroy' : 'key.state'}${breakGlass ? '.break-glass' : ''}`, keyId, { state: input.state, nodes, ...(breakGlass ? { breakGlass } : {}) });
+    return { keyId, state: input.state, ...(breakGlass ? { breakGlass } : {}), nodes };
   }
 
   async setPolicy(keyId: string, input: z.infer<typeof policyUpdateSchema>, actor: string) {

@@ -8,9 +8,10 @@ import { randomBytes } from 'node:crypto';
 import * as z from '../zod.js';
 import { canonicalJson } from '../crypto/hash.js';
 import { generateX25519, parseX25519Public, seal } from '../crypto/seal.js';
-import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, type Share } from '../crypto/shares.js';
+import { dealKey, groupPublicKey, identifierFor, MAX_SECRET_BYTES, parseScalar, wrappedDigest, type Share } from '../crypto/shares.js';
+import { currentClientRequest } from './client-context.js';
 import { checkFragment, descriptorDigest, fragmentAnswerSchema, recoverSecret, type FragmentAnswer } from '../reconstruction.js';
-import { policyInputSchema } from '../access/policy.js';
+import { assertPolicyPurpose, policyInputSchema } from '../access/policy.js';
 import { fromB64, fromHex, toB64, toHex, wipe } from '../encoding.js';
 import { publicKeyFormats } from '../crypto/key-formats.js';
 import { MAX_MESSAGE_BYTES } from '../node/signing.js';
@@ -35,6 +36,14 @@ export const createKeySchema = z
     /** The secret to import, hex or base64; omit to generate a random one. */
     secretHex: z.optional(z.string().check(z.maxLength(2 * MAX_SECRET_BYTES))),
     secretBase64: z.optional(z.string().check(z.maxLength(Math.ceil(MAX_SECRET_BYTES / 3) * 4))),
+    /**
+     * With a secret: the random scalar the client chose to wrap it under (hex, 32 bytes). The
+     * client's signature covers its commitment (s·G and the wrapped secret's digest, lib/crypto/
+     * client-auth.ts); every node checks the dealt key against it. The SDK and CLI add it.
+     */
+    scalarHex: z.optional(z.string().check(z.regex(/^[0-9a-f]{64}$/))),
+    /** The nodes to hold the key (default: every member); every node checks it against the client's request. */
+    nodes: z.optional(z.array(z.string().check(z.regex(/^[a-z0-9-]{1,32}$/))).check(z.minLength(2), z.maxLength(255))),
     /** Length of a generated secret, bytes. */
     length: z.optional(z.number().check(z.int(), z.gte(1), z.lte(MAX_SECRET_BYTES))),
     threshold: z.optional(z.number().check(z.int(), z.gte(2), z.lte(255))),
@@ -54,6 +63,7 @@ export const createKeySchema = z
     z.refine((b) => b.mode === undefined || isDkgType(b.type), { message: 'mode applies to ed25519 and encrypt keys' }),
     z.refine((b) => !(b.secretHex !== undefined && b.secretBase64 !== undefined), { message: 'give secretHex or secretBase64, not both' }),
     z.refine((b) => !(b.length !== undefined && (b.secretHex !== undefined || b.secretBase64 !== undefined)), { message: 'length only applies to generated keys' }),
+    z.refine((b) => b.scalarHex === undefined || b.secretHex !== undefined || b.secretBase64 !== undefined, { message: 'scalarHex only applies to imported keys' }),
   );
 export type CreateKeyInput = z.infer<typeof createKeySchema>;
 
@@ -112,15 +122,33 @@ export class Coordinator {
     return { threshold: this.deps.threshold, total: this.deps.nodes.length, nodesUp: up, quorum: up >= this.deps.threshold, nodes };
   }
 
-  /** Import (dealer mode) or generate a key; every node must store its share, or none keeps it. */
+  /** The nodes a create names (default: every member), each a member, none twice. */
+  private createNodes(ids: string[] | undefined): NodeEndpoint[] {
+    if (!ids) return this.deps.nodes;
+    if (new Set(ids).size !== ids.length) throw new BadRequestError('invalid_nodes', 'duplicate node');
+    return ids.map((id) => {
+      const n = this.deps.nodes.find((x) => x.id === id);
+      if (!n) throw new BadRequestError('invalid_nodes', `unknown node ${id}`);
+      return n;
+    });
+  }
+
+  /**
+   * Import (dealer mode) or generate a key; every node must store its share, or none keeps it.
+   * Threshold and nodes default to the federation's and every member; each node checks both
+   * against the client's signed request and the federation's minimum (lib/node/gate.ts).
+   */
   async createKey(input: CreateKeyInput, actor: string) {
+    // One key, one purpose (every node checks it too): refused before any node is asked.
+    assertPolicyPurpose(input.policy ?? {}, isDkgType(input.type) ? input.type : 'secret', input.keyId);
     if (isDkgType(input.type)) {
-      const r = await new Dkg(this.deps).create({ keyId: input.keyId, threshold: input.threshold ?? this.deps.threshold, type: input.type }, actor);
+      const nodes = this.createNodes(input.nodes);
+      const r = await new Dkg({ ...this.deps, nodes }).create({ keyId: input.keyId, threshold: input.threshold ?? this.deps.threshold, type: input.type }, actor);
       return { ...r, key: { ...r.key, state: input.state ?? 'active' } };
     }
     const keyId = input.keyId;
     const threshold = input.threshold ?? this.deps.threshold;
-    const nodes = this.deps.nodes;
+    const nodes = this.createNodes(input.nodes);
     if (threshold > nodes.length) throw new BadRequestError('invalid_threshold', `threshold ${threshold} exceeds the ${nodes.length} nodes`);
     const secret =
       input.secretHex !== undefined ? parseHexSecret(input.secretHex) :
@@ -128,8 +156,17 @@ export class Coordinator {
       new Uint8Array(randomBytes(input.length ?? 32));
     if (secret.length < 1 || secret.length > MAX_SECRET_BYTES) throw new BadRequestError('invalid_secret', `secret must be 1 to ${MAX_SECRET_BYTES} bytes`);
     const mode = input.secretHex !== undefined || input.secretBase64 !== undefined ? 'import' : 'generate';
+    const scalar = input.scalarHex === undefined ? undefined : parseScalar(input.scalarHex);
+    if (input.scalarHex !== undefined && !scalar) throw new BadRequestError('invalid_scalar', 'scalarHex must be a canonical, non-zero ed25519 scalar (32 bytes, little-endian hex)');
 
-    const dealt = dealKey({ keyId, threshold, identifiers: nodes.map((n) => identifierFor(n.index)), secret });
+    const dealt = dealKey({ keyId, threshold, identifiers: nodes.map((n) => identifierFor(n.index)), secret, ...(scalar ? { scalar } : {}) });
+    wipe(scalar);
+    // The deal must be what the client committed to (the nodes check it too, and the client's signature).
+    const committed = committedImport();
+    if (mode === 'import' && committed && (committed.groupKey !== groupPublicKey(dealt.publicPackage) || committed.wrapped !== wrappedDigest(dealt.wrapped))) {
+      dealt.shares.forEach((x) => wipe(x.signingShare));
+      throw new BadRequestError('import_commitment_mismatch', 'the key to deal is not the secret the client committed to');
+    }
     const descriptor: KeyDescriptor = {
       keyId,
       version: 1,
@@ -182,7 +219,7 @@ export class Coordinator {
       await fail('not every node stored its share', quorumFailure(`key ${keyId} was not created: every node must store its share`, { nodes: report }));
     }
     try {
-      await this.record({ actor, action: `key.${mode}`, keyId, outcome: 'success', details: { version: 1, threshold, total: nodes.length, groupPublicKey: groupPublicKey(descriptor.publicPackage), nodes: report } });
+      await this.record({ actor, action: `key.${mode}`, keyId, outcome: 'success', details: { version: 1, threshold, total: nodes.length, committed: committed !== undefined, groupPublicKey: groupPublicKey(descriptor.publicPackage), nodes: report } });
     } catch {
       await fail('audit unavailable', new AuditUnavailableError());
     }
@@ -405,6 +442,18 @@ export class Coordinator {
       return { keyId, version: d.version, type: d.type, scheme: ENCRYPTION_SCHEME, groupKey: k.groupKey, threshold: k.threshold, verifyingShares: k.verifyingShares };
     }
     return { keyId, version: d.version, type: d.type, ...publicKeyFormats(fromHex(groupPublicKey(d.publicPackage)), `fedkms:${keyId}`) };
+  }
+}
+
+/** The import commitment in the client request being served, as the coordinator relays it (lib/crypto/client-auth.ts `signedBody`). */
+function committedImport(): { groupKey: string; wrapped: string } | undefined {
+  const env = currentClientRequest();
+  if (!env) return undefined;
+  try {
+    const c = (JSON.parse(env.body) as { commitment?: unknown }).commitment;
+    return c && typeof c === 'object' ? (c as { groupKey: string; wrapped: string }) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -71,9 +71,9 @@ export class Signing {
       }
       if (!plan) break;
       const { d, signers, list, sessions } = plan;
-      // Every node refuses too (lib/node/gate.ts); saying so here spares round 2.
-      if (d.type === 'encrypt' && mode !== 'canary') {
-        throw new ConflictError('key_not_signing', `key ${keyId} is an encryption key; it does not sign (decrypt with it instead)`);
+      // One key, one purpose: every node refuses too (lib/node/gate.ts); saying so here spares round 2.
+      if (d.type !== 'ed25519' && mode !== 'canary') {
+        throw new ConflictError('key_not_signing', d.type === 'encrypt' ? `key ${keyId} is an encryption key; it does not sign (decrypt with it instead)` : `key ${keyId} is an exportable secret key; it does not sign (one key, one purpose: create an ed25519 key to sign)`);
       }
       const pub = publicPackageFromHex(d.publicPackage);
       const commitments = list.map(commitmentFromHex);

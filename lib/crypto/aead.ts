@@ -15,8 +15,8 @@ export class DecryptError extends Error {
   }
 }
 
-export function aesGcmSeal(key: Uint8Array, plaintext: Uint8Array, aad: string): AeadBox {
-  const iv = randomBytes(12);
+/** `iv`: random by default; give one only with a key used for exactly one message. */
+export function aesGcmSeal(key: Uint8Array, plaintext: Uint8Array, aad: string, iv: Uint8Array = randomBytes(12)): AeadBox {
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(utf8(aad));
   const ct = Buffer.concat([c.update(plaintext), c.final()]);

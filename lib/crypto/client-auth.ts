@@ -9,7 +9,8 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { ed25519Sign, ed25519Verify } from './ed25519-signature.js';
 import * as z from '../zod.js';
-import { fromB64, toB64url, utf8 } from '../encoding.js';
+import { fromB64, toB64url, utf8, wipe } from '../encoding.js';
+import { importCommitment, MAX_SECRET_BYTES, parseScalar, randomScalarHex } from './shares.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { canonicalJson, sha256Hex } from './hash.js';
 
@@ -101,14 +102,29 @@ export function decodeEnvelope(raw: unknown): ClientEnvelope {
 }
 
 /** Body fields a client signs as "withheld": the coordinator relays the signed body to every node. */
-const WITHHELD = ['secretHex', 'secretBase64'] as const;
+const WITHHELD = ['secretHex', 'secretBase64', 'scalarHex'] as const;
+
+/** The secret of an import body as bytes, or undefined when it is malformed (the coordinator then refuses the body). */
+function importedSecret(o: Record<string, unknown>): Uint8Array | undefined {
+  try {
+    const hex = o['secretHex'];
+    const b64 = o['secretBase64'];
+    const raw = typeof hex === 'string' && /^(?:[0-9a-fA-F]{2})+$/.test(hex) ? new Uint8Array(Buffer.from(hex, 'hex')) : typeof b64 === 'string' ? fromB64(b64, 'secretBase64') : undefined;
+    return raw && raw.length >= 1 && raw.length <= MAX_SECRET_BYTES ? raw : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
- * The body a client signs, and the one the coordinator relays to the nodes. For an
- * import (`POST /keys` with a secret) the secret fields are replaced by "withheld", so
- * no node ever receives the plaintext secret (only its own share). Every other body is
- * signed byte for byte. Import is dealer mode: the coordinator, which sees the secret
- * anyway, is trusted with it for that one request (README, security model).
+ * The body a client signs, and the one the coordinator relays to the nodes. For an import
+ * (`POST /keys` with a secret) the secret fields and the scalar are replaced by "withheld", so
+ * no node ever receives the plaintext secret (only its own share), and a `commitment` is
+ * added in their place: the group key s·G of the random scalar `scalarHex` the client chose,
+ * and the digest of its secret wrapped under it (lib/crypto/shares.ts `importCommitment`).
+ * Both sides compute it from the body they hold, so a body altered in flight (another secret,
+ * another scalar) no longer matches the client's signature; every node also checks the dealt
+ * key against it before storing its share. Every other body is signed byte for byte.
  */
 export function signedBody(method: string, path: string, raw: string): string {
   if (method.toUpperCase() !== 'POST' || path !== '/keys') return raw;
@@ -121,7 +137,26 @@ export function signedBody(method: string, path: string, raw: string): string {
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return raw;
   const o = parsed as Record<string, unknown>;
   if (!WITHHELD.some((k) => k in o)) return raw;
-  return canonicalJson(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, (WITHHELD as readonly string[]).includes(k) ? 'withheld' : v])));
+  const signed: Record<string, unknown> = Object.fromEntries(Object.entries(o).map(([k, v]) => [k, (WITHHELD as readonly string[]).includes(k) ? 'withheld' : v]));
+  if ('scalarHex' in o) {
+    const s = parseScalar(o['scalarHex']);
+    const secret = importedSecret(o);
+    signed['commitment'] = s && secret && typeof o['keyId'] === 'string' ? importCommitment(o['keyId'], s, secret) : 'invalid';
+    wipe(s, secret);
+  }
+  return canonicalJson(signed);
+}
+
+/**
+ * An import body as a client sends it: with a fresh random scalar (`scalarHex`) beside the
+ * secret, which the client's signature then commits to (see `signedBody`). Any other body,
+ * or one that already names its scalar, is returned as it is.
+ */
+export function withImportScalar(method: string, path: string, body: unknown): unknown {
+  if (method.toUpperCase() !== 'POST' || path !== '/keys' || !body || typeof body !== 'object' || Array.isArray(body)) return body;
+  const o = body as Record<string, unknown>;
+  if (!('secretHex' in o || 'secretBase64' in o) || 'scalarHex' in o) return body;
+  return { ...o, scalarHex: randomScalarHex() };
 }
 
 /** Read a client's signed request from its HTTP headers (the coordinator's first check is shape only). */

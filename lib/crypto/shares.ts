@@ -54,20 +54,60 @@ function toNoble(p: PublicPackage) {
 export const publicPackageDigest = (p: PublicPackage): string => sha256Hex(canonicalJson(p));
 export const groupPublicKey = (p: PublicPackage): string => p.commitments[0] ?? '';
 
+/** A random scalar for an import (the client draws it: lib/crypto/client-auth.ts `withImportScalar`), hex. */
+export const randomScalarHex = (): string => toHex(frost.utils.randomScalar());
+
+/** A canonical, non-zero ed25519 scalar from 64 hex characters, or undefined. */
+export function parseScalar(hex: unknown): Uint8Array | undefined {
+  if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) return undefined;
+  try {
+    const s = fromHex(hex, 'scalar');
+    const n = ed25519.Point.Fn.fromBytes(s);
+    return ed25519.Point.Fn.is0(n) ? undefined : s;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Deal a fresh random scalar `s` to `identifiers`, t-of-n, and wrap `secret` under it.
+ * Wrap `secret` under HKDF(`s`). With `deterministic`, the salt and nonce are derived from `s`
+ * (and the key id) instead of drawn: the same wrapped blob then follows from (keyId, s, secret),
+ * which lets a client commit to it before the dealer makes it. Safe because `s` is a fresh
+ * random scalar that wraps exactly one secret.
+ */
+export function wrapSecret(keyId: string, s: Uint8Array, secret: Uint8Array, deterministic = false): WrappedSecret {
+  const salt = deterministic ? hkdf(s, new Uint8Array(), `fedkms/wrap-salt/v1|${keyId}`) : randomBytes(32);
+  const k = hkdf(s, salt, wrapInfo(keyId));
+  const iv = deterministic ? hkdf(s, salt, `fedkms/wrap-iv/v1|${keyId}`, 12) : undefined;
+  const box = aesGcmSeal(k, secret, wrapAad(keyId), iv);
+  wipe(k);
+  return { alg: 'HKDF-SHA256/A256GCM', salt: toB64(salt), length: secret.length, ...box };
+}
+
+export const wrappedDigest = (w: WrappedSecret): string => sha256Hex(canonicalJson(w));
+
+/**
+ * What a client signs for an import: the group key s·G of the scalar it chose (public, the
+ * Feldman commitments' constant term) and the digest of its secret wrapped under that scalar.
+ * Neither reveals a low-entropy secret: both depend on a random scalar only the dealer sees.
+ */
+export function importCommitment(keyId: string, s: Uint8Array, secret: Uint8Array): { groupKey: string; wrapped: string } {
+  const groupKey = toHex(ed25519.Point.BASE.multiply(ed25519.Point.Fn.fromBytes(s)).toBytes());
+  return { groupKey, wrapped: wrappedDigest(wrapSecret(keyId, s, secret, true)) };
+}
+
+/**
+ * Deal a scalar `s` to `identifiers`, t-of-n, and wrap `secret` under it: a fresh random one,
+ * or the one a client chose for an import (its wrap is then deterministic, see `wrapSecret`).
  * The caller's secret buffer and every intermediate copy of `s` are wiped before returning.
  */
-export function dealKey(opts: { keyId: string; threshold: number; identifiers: string[]; secret: Uint8Array }): DealtKey {
+export function dealKey(opts: { keyId: string; threshold: number; identifiers: string[]; secret: Uint8Array; scalar?: Uint8Array }): DealtKey {
   const { keyId, threshold, identifiers, secret } = opts;
   if (secret.length < 1 || secret.length > MAX_SECRET_BYTES) throw new RangeError('secret length out of range');
-  const s = frost.utils.randomScalar();
+  const s = opts.scalar ? Uint8Array.from(opts.scalar) : frost.utils.randomScalar();
   try {
     const deal = frost.trustedDealer({ min: threshold, max: identifiers.length }, identifiers, s);
-    const salt = randomBytes(32);
-    const k = hkdf(s, salt, wrapInfo(keyId));
-    const box = aesGcmSeal(k, secret, wrapAad(keyId));
-    wipe(k);
+    const wrapped = wrapSecret(keyId, s, secret, opts.scalar !== undefined);
     return {
       publicPackage: {
         threshold,
@@ -75,7 +115,7 @@ export function dealKey(opts: { keyId: string; threshold: number; identifiers: s
         commitments: deal.public.commitments.map(toHex),
         verifyingShares: Object.fromEntries(Object.entries(deal.public.verifyingShares).map(([id, v]) => [id, toHex(v)])),
       },
-      wrapped: { alg: 'HKDF-SHA256/A256GCM', salt: toB64(salt), length: secret.length, ...box },
+      wrapped,
       shares: identifiers.map((id) => {
         const sh = deal.secretShares[id];
         if (!sh) throw new Error(`dealer produced no share for ${id}`);

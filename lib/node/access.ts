@@ -183,8 +183,9 @@ export class NodeAccess {
   }
 
   /** The control document for a key being created now; a leftover from a failed create is replaced. */
-  newControl(keyId: string, creator: string, policyInput: unknown, state: unknown): KeyControl {
-    const policy = defaultPolicy(creator, (policyInput ?? {}) as Partial<Policy>);
+  newControl(keyId: string, creator: string, policyInput: unknown, state: unknown, type?: 'secret' | 'ed25519' | 'encrypt'): KeyControl {
+    // With the key's type, the creator's defaults grant only the key's purpose (lib/access/policy.ts).
+    const policy = defaultPolicy(creator, (policyInput ?? {}) as Partial<Policy>, type);
     return {
       keyId,
       state: state === 'pre-active' ? 'pre-active' : 'active',

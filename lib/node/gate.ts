@@ -10,7 +10,8 @@ import type { ClientEnvelope } from '../crypto/client-auth.js';
 import { fromB64, fromHex } from '../encoding.js';
 import { ConflictError, ForbiddenError, KeyBeingCreatedError } from '../errors.js';
 import type { ReplayGuard } from '../ports.js';
-import { assertUsable, KeyGoneError, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy } from '../access/policy.js';
+import { assertPolicyPurpose, assertPurpose, assertUsable, BREAK_GLASS_STATES, FEDERATION_ADMIN_ROLE, KeyGoneError, matches, requirePermission, requireRole, type ClientRecord, type KeyState, type Policy, type PolicyInput } from '../access/policy.js';
+import { groupPublicKey, wrappedDigest } from '../crypto/shares.js';
 import { isDkgType, type DkgKeyType, type KeyDescriptor } from './fragment.js';
 
 type KeyType = KeyDescriptor['type'];
@@ -51,9 +52,42 @@ export interface ClaimStore {
   guard: ReplayGuard;
 }
 
+/**
+ * The federation-wide floor every key must keep (issue 13), from this node's own configuration
+ * (FEDKMS_MIN_THRESHOLD, FEDKMS_MIN_NODES): checked on create, import, generate and reshare.
+ */
+export interface FederationRules {
+  minThreshold: number;
+  minNodes: number;
+}
+/** Defaults: 2-of-3, today's smallest normal federation. */
+export const DEFAULT_RULES: FederationRules = { minThreshold: 2, minNodes: 3 };
+
+/**
+ * What a create would make on this node (threshold and node set), and what the client's
+ * request means when it names neither: the federation's threshold and every member, from
+ * the membership document this node holds. `descriptor`: a dealt key's public description.
+ */
+export interface CreateShape {
+  threshold: number;
+  nodeIds: string[];
+  defaults: { threshold: number; nodeIds: string[] };
+  descriptor?: KeyDescriptor;
+}
+
 export interface GateOptions {
   claims?: ClaimStore;
   now?: () => number;
+  rules?: FederationRules;
+}
+
+const sameSet = (x: unknown[], y: string[]) => x.length === y.length && new Set(x).size === x.length && y.every((id) => x.includes(id));
+
+/** A key shape below the federation's minimum is refused, whoever asks. */
+export function assertMinimum(rules: FederationRules, threshold: number, nodes: number): void {
+  if (threshold < rules.minThreshold || nodes < rules.minNodes) {
+    throw new ForbiddenError('below_federation_minimum', `${threshold}-of-${nodes} is below this federation's minimum (threshold ${rules.minThreshold}, ${rules.minNodes} nodes)`);
+  }
 }
 
 /** The claim a control document holds now, or undefined when it holds none (never claimed, released, or stale). */
@@ -78,6 +112,7 @@ export interface GateResult {
 export class ClientGate {
   private readonly claims: ClaimStore;
   private readonly now: () => number;
+  private readonly rules: FederationRules;
 
   constructor(
     private readonly access: NodeAccess,
@@ -86,6 +121,7 @@ export class ClientGate {
   ) {
     this.claims = opts.claims;
     this.now = opts.now ?? Date.now;
+    this.rules = opts.rules ?? DEFAULT_RULES;
   }
 
   /** GET /fragment: a reconstruction the client asked for, sealed to the recipient the client named. */
@@ -185,8 +221,8 @@ export class ClientGate {
       return { actor: actorOf(a), control };
     }
     sameKey(requireClientRoute(a, 'POST', SIGN, 'a signature'), keyId, 'signature');
-    // An encryption key signs nothing but its own reshare canary (above): its scalar is for decryption.
-    if (keyType === 'encrypt') throw new ConflictError('key_not_signing', `key ${keyId} is an encryption key; it does not sign`);
+    // One key, one purpose: only a signing key signs, except each key's own reshare canary (above).
+    assertPurpose(keyType, 'sign', keyId);
     const control = await this.access.authorize(keyId, a.who, 'sign', loaded);
     const m = a.body['message'];
     const d = a.body['digest'];
@@ -200,8 +236,13 @@ export class ClientGate {
     return { actor: actorOf(a), control };
   }
 
-  /** PUT /fragment and POST /dkg/round1: a key the client is creating now. Writes its control document. */
-  async create(env: ClientEnvelope | undefined, keyId: string, type: 'secret' | DkgKeyType, scope: string): Promise<GateResult> {
+  /**
+   * PUT /fragment and POST /dkg/round1: a key the client is creating now, with exactly the
+   * threshold and node set the client signed for (or the federation's defaults), never below
+   * the federation's minimum, and for a dealt key exactly the secret the client committed
+   * to. Writes its control document.
+   */
+  async create(env: ClientEnvelope | undefined, keyId: string, type: 'secret' | DkgKeyType, scope: string, shape?: CreateShape): Promise<GateResult> {
     const a = await this.access.authenticate(env, scope);
     requireClientRoute(a, 'POST', /^\/keys$/, 'creating a key');
     const asked = isDkgType(a.body['type']) ? a.body['type'] : 'secret';
@@ -211,6 +252,18 @@ export class ClientGate {
       throw new ForbiddenError('client_request_mismatch', 'the client asked to create another key');
     }
     requireRole(a.who, CREATORS, 'create keys');
+    // Threshold and node set as the client signed them; absent, the federation's (explicit defaults).
+    // Every route that creates passes its shape (functions/node.ts); only unit tests of the claim logic omit it.
+    if (shape) {
+      const askedT = a.body['threshold'] ?? shape.defaults.threshold;
+      const askedNodes = Array.isArray(a.body['nodes']) ? (a.body['nodes'] as unknown[]) : shape.defaults.nodeIds;
+      if (askedT !== shape.threshold || !sameSet(askedNodes, shape.nodeIds)) {
+        throw new ForbiddenError('client_request_mismatch', 'the client asked for another threshold or node set');
+      }
+      assertMinimum(this.rules, shape.threshold, shape.nodeIds.length);
+      if (scope === 'PUT /fragment') checkDealt(a.body, shape.descriptor);
+    }
+    assertPolicyPurpose((a.body['policy'] ?? {}) as PolicyInput, type, keyId);
     const readAt = this.now();
     const [existing, latest] = await Promise.all([this.access.control(keyId), this.latestVersion(keyId)]);
     if (existing?.state === 'destroyed') throw new KeyGoneError(keyId);
@@ -223,7 +276,7 @@ export class ClientGate {
     // Its own client may take it over once that create cannot be running any more (a retry).
     if (held && !(held.client === a.who.name && held.age >= CREATE_SETTLE_MS)) throw this.beingCreated(keyId, held.age);
     await this.exclusive(keyId, existing, readAt);
-    const control = { ...this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state']), createRequest: mark };
+    const control = { ...this.access.newControl(keyId, a.who.name, a.body['policy'], a.body['state'], type), createRequest: mark };
     await this.access.putControl(control);
     return { actor: actorOf(a), control };
   }
@@ -289,17 +342,21 @@ export class ClientGate {
     };
   }
 
-  /** A refresh keeps threshold and nodes; a reshare gets exactly what the client named (or keeps the rest). */
+  /**
+   * A refresh keeps threshold and nodes; a reshare gets exactly what the client named (or keeps
+   * the rest), never below the federation's minimum. A refresh keeps the shape it has, so a key
+   * made before a minimum was raised can still be refreshed (and reshared up to the minimum).
+   */
   private sameReshare(a: Authenticated, old: { threshold: number; nodeIds: string[] }, next: { threshold: number; nodeIds: string[] }) {
     const isRefresh = a.request.path.endsWith('/refresh');
     const askedT = a.body['threshold'];
     const askedNodes = a.body['nodes'];
     const wantT = isRefresh || askedT === undefined ? old.threshold : askedT;
     const wantNodes = isRefresh || !Array.isArray(askedNodes) ? old.nodeIds : (askedNodes as unknown[]);
-    const sameSet = (x: unknown[], y: string[]) => x.length === y.length && y.every((id) => x.includes(id));
     if (next.threshold !== wantT || !sameSet(wantNodes, next.nodeIds)) {
       throw new ForbiddenError('client_request_mismatch', 'the client asked for another threshold or node set');
     }
+    if (!isRefresh) assertMinimum(this.rules, next.threshold, next.nodeIds.length);
   }
 
   /** DELETE /fragment: a creator rolling back its own failed create, or an administrator retiring a version. */
@@ -355,19 +412,55 @@ export class ClientGate {
     return actorOf(a);
   }
 
-  /** POST /key/state: a lifecycle transition an administrator of the key asked for. */
-  async transition(env: ClientEnvelope | undefined, keyId: string, state: KeyState): Promise<GateResult> {
+  /**
+   * POST /key/state: a lifecycle transition an administrator of the key asked for. Break-glass:
+   * a federation administrator (registry role `admin`) may always disable a key, mark it
+   * compromised or destroy it, whatever the key's policy says (even `admin: []`); such a move
+   * is flagged `breakGlass` and audited as `key.state.break-glass`.
+   */
+  async transition(env: ClientEnvelope | undefined, keyId: string, state: KeyState): Promise<GateResult & { breakGlass: boolean }> {
     const a = await this.access.authenticate(env, 'POST /key/state');
     sameKey(requireClientRoute(a, 'POST', STATE, 'a state change'), keyId, 'state change');
     if (a.body['state'] !== state) throw new ForbiddenError('client_request_mismatch', 'the client asked for another state');
-    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
+    const control = await this.access.requireControl(keyId);
+    if (control.state === 'destroyed') throw new KeyGoneError(keyId);
+    if (matches(control.policy.admin, a.who)) return { actor: actorOf(a), control, breakGlass: false };
+    if (a.who.roles.includes(FEDERATION_ADMIN_ROLE) && BREAK_GLASS_STATES.includes(state)) return { actor: actorOf(a), control, breakGlass: true };
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin', control), breakGlass: false };
   }
 
-  /** PUT /key/policy: a new policy an administrator of the key asked for. */
-  async setPolicy(env: ClientEnvelope | undefined, keyId: string, policy: Policy): Promise<GateResult> {
+  /** PUT /key/policy: a new policy an administrator of the key asked for, granting only the key's purpose. */
+  async setPolicy(env: ClientEnvelope | undefined, keyId: string, policy: Policy, keyType?: KeyType): Promise<GateResult> {
     const a = await this.access.authenticate(env, 'PUT /key/policy');
     sameKey(requireClientRoute(a, 'PUT', POLICY, 'a policy change'), keyId, 'policy change');
     if (canonicalJson(a.body['policy']) !== canonicalJson(policy)) throw new ForbiddenError('client_request_mismatch', 'the client asked for another policy');
-    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin') };
+    const control = await this.access.authorize(keyId, a.who, 'admin');
+    if (keyType) assertPolicyPurpose(policy, keyType, keyId);
+    return { actor: actorOf(a), control };
+  }
+}
+
+/**
+ * A dealt key (PUT /fragment) is the one the client's signed request asked for. An import
+ * carries the client's commitment (lib/crypto/client-auth.ts `signedBody`): the group key
+ * s·G of the scalar the client chose and the digest of the secret the client wrapped under
+ * it, so nobody between client and node can substitute another secret. A generated key
+ * binds what the client can know of it: its origin and length.
+ */
+function checkDealt(body: Record<string, unknown>, d: KeyDescriptor | undefined): void {
+  if (!d) throw new ForbiddenError('client_request_mismatch', 'no dealt key to check');
+  if ('secretHex' in body || 'secretBase64' in body) {
+    const c = body['commitment'] as { groupKey?: unknown; wrapped?: unknown } | undefined;
+    if (!c || typeof c !== 'object') {
+      throw new ForbiddenError('import_commitment_required', 'an import must carry the client-signed commitment to its secret (scalarHex); use a current client');
+    }
+    if (d.origin !== 'import' || groupPublicKey(d.publicPackage) !== c.groupKey || !d.wrapped || wrappedDigest(d.wrapped) !== c.wrapped) {
+      throw new ForbiddenError('import_commitment_mismatch', 'the dealt key is not the secret the client committed to');
+    }
+    return;
+  }
+  const length = typeof body['length'] === 'number' ? body['length'] : 32;
+  if (d.origin !== 'generate' || d.wrapped?.length !== length) {
+    throw new ForbiddenError('client_request_mismatch', 'the client asked to generate another key');
   }
 }

@@ -21,18 +21,24 @@ export class NodeLifecycle {
     return this.audit.append(auditStream(this.nodeId), { actor, action, ...(keyId ? { keyId } : {}), outcome, details });
   }
 
-  async transition(control: KeyControl, to: KeyState, actor: string, reason?: string) {
+  /**
+   * `breakGlass`: a federation administrator who is not an administrator of the key moves it to
+   * disabled, compromised or destroyed (lib/node/gate.ts); audited as `key.state.break-glass`.
+   */
+  async transition(control: KeyControl, to: KeyState, actor: string, reason?: string, breakGlass = false) {
     const keyId = control.keyId;
+    const action = breakGlass ? 'key.state.break-glass' : 'key.state';
+    const glass = breakGlass ? { breakGlass: true } : {};
     if (control.state === to) return { nodeId: this.nodeId, keyId, state: to, changed: false };
     try {
       assertTransition(keyId, control.state, to);
     } catch (e) {
-      await this.record(actor, 'key.state', keyId, 'denied', { from: control.state, to, code: (e as FedkmsError).code }).catch(() => undefined);
+      await this.record(actor, action, keyId, 'denied', { from: control.state, to, code: (e as FedkmsError).code, ...glass }).catch(() => undefined);
       throw e;
     }
     // Audit first (fail closed): a transition nobody can see never happens.
     try {
-      await this.record(actor, 'key.state', keyId, 'success', { from: control.state, to, ...(reason ? { reason } : {}) });
+      await this.record(actor, action, keyId, 'success', { from: control.state, to, ...(reason ? { reason } : {}), ...glass });
     } catch {
       throw new AuditUnavailableError();
     }
@@ -44,9 +50,9 @@ export class NodeLifecycle {
         await this.service.deleteVersion(keyId, v, actor);
         deleted.push(v);
       }
-      await this.record(actor, 'key.destroy', keyId, 'success', { deletedVersions: deleted }).catch(() => undefined);
+      await this.record(actor, breakGlass ? 'key.destroy.break-glass' : 'key.destroy', keyId, 'success', { deletedVersions: deleted, ...glass }).catch(() => undefined);
     }
-    return { nodeId: this.nodeId, keyId, state: to, changed: true, ...(to === 'destroyed' ? { deletedVersions: deleted } : {}) };
+    return { nodeId: this.nodeId, keyId, state: to, changed: true, ...glass, ...(to === 'destroyed' ? { deletedVersions: deleted } : {}) };
   }
 
   async setPolicy(control: KeyControl, policy: Policy, actor: string) {

@@ -90,7 +90,7 @@ function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
   const signing = new NodeSigning(identity, service, vault, audit, replay);
   const decrypt = new NodeDecrypt(identity, service, audit);
   const reshare = new NodeReshare({ ...identity, signingKey: secrets.signingPrivate }, peers, service, vault, audit);
-  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: cfg.NODE_ID, guard: replay } });
+  const gate = new ClientGate(access, async (keyId) => (await service.versionsOf(keyId)).at(-1), { claims: { scope: cfg.NODE_ID, guard: replay }, rules: { minThreshold: cfg.FEDKMS_MIN_THRESHOLD, minNodes: cfg.FEDKMS_MIN_NODES } });
   const lifecycle = new NodeLifecycle(cfg.NODE_ID, access, service, audit);
   const logicalPath = (req: HttpRequest) => nodeLogicalPath(req, { NODE_ID: cfg.NODE_ID });
   /** Routes that hold or make shares need a share index: only a member has one. */

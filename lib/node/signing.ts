@@ -15,6 +15,7 @@ import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite
 import { BadRequestError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
 import type { KeyDescriptor } from './fragment.js';
+import { assertPurpose } from '../access/policy.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
 import { SESSION_ID, type SessionVault } from './sessions.js';
 
@@ -75,6 +76,8 @@ export class NodeSigning {
   async preprocess(req: z.infer<typeof signSchemas.preprocess>) {
     const { object, share } = await this.node.load(req.keyId);
     try {
+      // One key, one purpose: only a signing key pre-publishes nonces (the reshare canary never uses the pool).
+      assertPurpose(object.descriptor.type, 'sign', req.keyId);
       const commitments: { sessionId: string; commitment: CommitmentHex }[] = [];
       for (const sessionId of new Set(req.sessionIds)) {
         if (await this.vault.exists(KIND, sessionId)) continue;

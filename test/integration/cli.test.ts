@@ -278,7 +278,7 @@ describe('fedkms CLI', () => {
 
     const before = JSON.parse((await fedkms(['keys', 'policy', 'generated', '--json'])).stdout);
     expect(before).toMatchObject({ keyId: 'generated', state: 'active' });
-    const policy = { sign: ['role:admin'], reconstruct: ['role:admin'], describe: ['role:admin'], admin: ['role:admin'], approvals: { required: 0, approvers: ['role:approver'] }, serverSideCombine: false };
+    const policy = { sign: [], reconstruct: ['role:admin'], describe: ['role:admin'], admin: ['role:admin'], approvals: { required: 0, approvers: ['role:approver'] }, serverSideCombine: false };
     const set = await fedkms(['keys', 'policy', 'generated', '--set', JSON.stringify(policy)]);
     expect(set.code).toBe(0);
     expect(set.stdout).toMatch(/Node 2: policy applied/);
@@ -314,7 +314,7 @@ describe('fedkms CLI', () => {
     const vault = 'C0FFEE00DEADBEEF0123456789ABCDEF';
     released.push({ name: 'vault key', bytes: Buffer.from(vault, 'hex') });
     expect((await fedkms(['keys', 'import', 'vault', '--hex', vault])).code).toBe(0);
-    const policy = { sign: ['role:admin'], reconstruct: ['client:alice'], describe: ['role:admin', 'client:alice'], admin: ['role:admin'], approvals: { required: 1, approvers: ['role:approver'] }, serverSideCombine: false };
+    const policy = { sign: [], reconstruct: ['client:alice'], describe: ['role:admin', 'client:alice'], admin: ['role:admin'], approvals: { required: 1, approvers: ['role:approver'] }, serverSideCombine: false };
     expect((await fedkms(['keys', 'policy', 'vault', '--set', '-'], { input: Buffer.from(JSON.stringify({ policy })) })).code).toBe(0);
 
     const asAlice = { FEDKMS_CLIENT: 'alice', FEDKMS_CLIENT_KEY: readFileSync(alice, 'utf8').trim() };

@@ -15,6 +15,7 @@ import { NodeClient } from '../../lib/coordinator/node-client';
 import { withClientRequest } from '../../lib/coordinator/client-context';
 import { HEADERS, signRequest } from '../../lib/crypto/request-signing';
 import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
+import { withImportScalar } from '../../lib/crypto/client-auth';
 import { identifierFor } from '../../lib/crypto/shares';
 import { fromB64 } from '../../lib/encoding';
 import { call, clientEnvelope, newClient, nodeEndpoint, readObject, reconstructEndToEnd, scanAudit, statusOf, testStack, writeObject } from '../support/stack';
@@ -41,7 +42,8 @@ afterEach(async () => {
  * front door throttles (429: nothing was done) is signed afresh and sent again, as the SDK does.
  */
 async function post(path: string, body: unknown, as: ClientIdentity = stack.admin) {
-  const text = JSON.stringify(body);
+  // An import carries the scalar the client's signature commits to (issue 13), as the SDK sends it.
+  const text = JSON.stringify(withImportScalar('POST', path, body));
   for (let attempt = 1; ; attempt++) {
     const res = await fetch(`${stack.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...signedHeaders(as, 'POST', path, text) }, body: text });
     const answer = (await res.json().catch(() => undefined)) as any;

@@ -217,7 +217,7 @@ describe('policies enforced by every node', () => {
   });
 
   it('applies a policy change on every node, and each node enforces the new version', async () => {
-    const policy = { sign: ['role:admin'], reconstruct: ['client:alice', 'client:bob'], describe: ['role:admin'], admin: ['role:admin'], approvals: { required: 0, approvers: [] }, serverSideCombine: false };
+    const policy = { sign: [], reconstruct: ['client:alice', 'client:bob'], describe: ['role:admin'], admin: ['role:admin'], approvals: { required: 0, approvers: [] }, serverSideCombine: false };
     const r = await call(stack, 'PUT', '/keys/shared/policy', { body: { policy } });
     expect(r.status).toBe(200);
     expect(r.body.nodes.every((n: { status: string }) => n.status === 'valid')).toBe(true);

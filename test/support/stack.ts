@@ -7,7 +7,7 @@ import { ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../tools/local-stack';
 import { randomUUID } from 'node:crypto';
 import { signedHeaders, type ClientIdentity } from '../../lib/client/signer';
-import { signClientRequest, type ClientEnvelope } from '../../lib/crypto/client-auth';
+import { signClientRequest, withImportScalar, type ClientEnvelope } from '../../lib/crypto/client-auth';
 import { FedkmsClient } from '../../lib/client/api';
 import { reconstructEndToEnd as e2e } from '../../lib/client/reconstruct';
 import { generateSigningKey } from '../../lib/crypto/request-signing';
@@ -45,7 +45,8 @@ export async function call(
 }
 
 async function callOnce(stack: LocalStack, method: string, p: string, opts: Parameters<typeof call>[3] & object): Promise<Api & { retryAfter?: string }> {
-  const text = opts.rawBody !== undefined ? opts.rawBody : opts.body !== undefined ? JSON.stringify(opts.body) : '';
+  // An import carries a fresh random scalar the client's signature commits to, as the SDK sends it.
+  const text = opts.rawBody !== undefined ? opts.rawBody : opts.body !== undefined ? JSON.stringify(withImportScalar(method, p, opts.body)) : '';
   const who = opts.as === undefined ? stack.admin : opts.as;
   const headers: Record<string, string> = { 'content-type': 'application/json', ...(who ? signedHeaders(who, method, p, text) : {}), ...(opts.headers ?? {}) };
   const res = await fetch(`${stack.url}${p}`, {

@@ -700,7 +700,7 @@ describe('ClientGate.create', () => {
     const { gate, access } = await setup();
     const g = await gate.create(createReq(carl, { keyId: 'k9', type: 'secret' }), 'k9', 'secret', 'PUT /fragment');
     expect(g.actor).toBe('client:carl');
-    expect(g.control).toMatchObject({ keyId: 'k9', state: 'active', owner: 'carl', policyVersion: 1, policy: defaultPolicy('carl') });
+    expect(g.control).toMatchObject({ keyId: 'k9', state: 'active', owner: 'carl', policyVersion: 1, policy: defaultPolicy('carl', {}, 'secret') });
     expect(await access.control('k9')).toEqual(g.control);
   });
 
@@ -709,7 +709,7 @@ describe('ClientGate.create', () => {
     const policy = { approvals: { required: 1, approvers: ['client:bob'] } };
     const g = await gate.create(createReq(carl, { keyId: 'k9', type: 'ed25519', policy, state: 'pre-active' }), 'k9', 'ed25519', 'POST /dkg/round1');
     expect(g.control.state).toBe('pre-active');
-    expect(g.control.policy).toEqual({ ...defaultPolicy('carl'), ...policy });
+    expect(g.control.policy).toEqual({ ...defaultPolicy('carl', {}, 'ed25519'), ...policy });
   });
 
   it('refuses clients that may not create keys (not_authorized), writing nothing', async () => {
