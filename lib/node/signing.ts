@@ -31,10 +31,16 @@ export const signSchemas = {
   share: z.strictObject({
     sessionId: z.string().check(z.regex(SESSION_ID)),
     keyId: z.string(),
-    message: z.string().check(z.maxLength(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4)),
+    message: z.strictBase64().check(z.maxLength(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4)),
     commitments: z.array(commitmentHex).check(z.minLength(1), z.maxLength(255)),
   }),
 };
+
+/**
+ * The replay scope of a signature share: the signer set of the commitment list (sorted
+ * identifiers, hashed). One client request gets at most one share from a node per set.
+ */
+export const signerSet = (list: { identifier: string }[]): string => sha256Hex(list.map((c) => c.identifier).sort().join(',')).slice(0, 32);
 
 interface SignState {
   expiresAt: number;
