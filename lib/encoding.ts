@@ -22,6 +22,29 @@ export function fromB64(s: string, field = 'value'): Uint8Array {
   return new Uint8Array(Buffer.from(s, 'base64'));
 }
 
+/**
+ * Deepest JSON nesting any input may have (request bodies, relayed client requests). No
+ * request needs more than a handful of levels; checked before anything recursive runs.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** Whether `text`'s JSON nesting stays within `max` levels: one linear, iterative pass (strings skipped). */
+export function jsonDepthWithin(text: string, max = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return false;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return true;
+}
+
 export const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 
 /** Overwrite a buffer in place; a best effort, since JS may have copied it. */
