@@ -12,7 +12,7 @@ import { sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, commitmentToHex, frost, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
 import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
-import { BadRequestError, SessionError } from '../errors.js';
+import { BadRequestError, NotFoundError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
 import type { KeyDescriptor } from './fragment.js';
 import { auditStream, type NodeIdentity, type NodeService } from './service.js';
@@ -99,7 +99,11 @@ export class NodeSigning {
 
   /** `authorize` (the node's client gate) sees the key version and the exact message, and names the actor. */
   async share(req: z.infer<typeof signSchemas.share>, actor: string, authorize?: (version: number, message: Uint8Array, keyType: KeyDescriptor['type']) => Promise<string>) {
-    const s = await this.vault.load<SignState>(KIND, req.sessionId);
+    const s = await this.vault.load<SignState>(KIND, req.sessionId).catch(async (e: unknown) => {
+      // No session of a key this node does not hold: the key is what is missing (404, as on every key route).
+      if (e instanceof SessionError && (await this.node.versionsOf(req.keyId)).length === 0) throw new NotFoundError('key_not_found', `key ${req.keyId} not found on ${this.id.nodeId}`);
+      throw e;
+    });
     if (s.keyId !== req.keyId) throw new BadRequestError('invalid_session', 'session is for another key');
     const { object, share } = await this.node.load(req.keyId, s.version);
     try {
