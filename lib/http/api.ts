@@ -10,6 +10,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import type * as z from '../zod.js';
 import { BadRequestError, DeadlineExceededError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
 import { MAX_JSON_DEPTH, jsonDepthWithin } from '../encoding.js';
+import { flushRefusals } from '../audit/refusal.js';
 import { BUDGET_HEADER, requestDeadline, withDeadline, type Deadline } from '../deadline.js';
 import {
   CORRELATION_HEADER,
@@ -166,6 +167,9 @@ export function httpApi(opts: ApiOptions) {
   const { logger, metrics } = opts.telemetry ?? telemetry(opts.service);
   const limit = opts.maxBodyBytes ?? MAX_BODY_BYTES;
   const core = async (event: APIGatewayProxyEventV2, ctx: Context): Promise<APIGatewayProxyStructuredResultV2> => {
+    // Counts of refusal windows that have ended are written by the next request to this
+    // instance, whatever it is (a frozen Lambda runs no timers between requests).
+    await flushRefusals();
     const req = toRequest(event, limit);
     req.correlationId = logger.getCorrelationId() as string | undefined;
     const key = opts.routeOf(req);
