@@ -17,7 +17,7 @@ import { importRequestSchema } from '../lib/node/service.js';
 import { nodeLogicalPath, nodeRuntime, type NodeRuntime } from '../lib/node/runtime.js';
 import { auditReport } from '../lib/node/audit-report.js';
 import { dkgSchemas } from '../lib/node/dkg.js';
-import { signSchemas } from '../lib/node/signing.js';
+import { signSchemas, signerSet } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
 import { datakeySchema, decryptSchema } from '../lib/node/decrypt.js';
 
@@ -157,18 +157,24 @@ export const handler = httpApi({
     'POST /dkg/commit': authed(async (rt, req) => ({ status: 201, body: await rt.dkg.commit(parseInput(dkgSchemas.commit, req.body)) }), { member: true }),
     'POST /dkg/abort': authed((rt, req) => rt.dkg.abort(parseInput(dkgSchemas.abort, req.body))),
     // FROST signing (lib/node/signing.ts). Commitments are public; a signature share needs the client's request.
-    'POST /sign/commit': authed((rt, req) => {
+    // With a client request (as the coordinator always relays one), fresh nonces need the key's sign permission.
+    'POST /sign/commit': authed(async (rt, req, _signer, client) => {
       const body = parseInput(signSchemas.commit, req.body);
-      return rt.signing.commit({ ...body, keyId: parseKeyId(body.keyId) });
+      const keyId = parseKeyId(body.keyId);
+      if (client) await rt.gate.signCommit(client, keyId, body.sessionId);
+      return rt.signing.commit({ ...body, keyId });
     }),
-    'POST /sign/preprocess': authed((rt, req) => {
+    // Filling the pool needs the client's request and the key's sign permission, checked before any nonce exists.
+    'POST /sign/preprocess': authed(async (rt, req, _signer, client) => {
       const body = parseInput(signSchemas.preprocess, req.body);
-      return rt.signing.preprocess({ ...body, keyId: parseKeyId(body.keyId) });
+      const keyId = parseKeyId(body.keyId);
+      await rt.gate.preprocess(client, keyId);
+      return rt.signing.preprocess({ ...body, keyId });
     }),
     'POST /sign/share': authed((rt, req, signer, client) => {
       const body = parseInput(signSchemas.share, req.body);
       const keyId = parseKeyId(body.keyId);
-      const check = rt.gate.beginSignShare(client, keyId, body.sessionId);
+      const check = rt.gate.beginSignShare(client, keyId, signerSet(body.commitments));
       return rt.signing.share({ ...body, keyId }, signer, async (version, message, keyType) => (await check(message, version, keyType)).actor);
     }),
     // Threshold decryption (lib/node/decrypt.ts): a proven partial, sealed to the client's one-time key.

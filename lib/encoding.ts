@@ -2,8 +2,11 @@
 import { BadRequestError } from './errors.js';
 
 const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const B64URL = /^[A-Za-z0-9_-]*$/;
+/** Standard alphabet (RFC 4648 §4), padded to a multiple of four: base64url and unpadded forms are refused. */
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Strict base64: the standard alphabet, canonical padding, and zero padding bits (it round-trips). */
+export const isStrictB64 = (s: unknown): s is string => typeof s === 'string' && B64.test(s) && Buffer.from(s, 'base64').toString('base64') === s;
 
 export const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 export const toB64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -15,14 +18,31 @@ export function fromHex(s: string, field = 'value'): Uint8Array {
 }
 
 export function fromB64(s: string, field = 'value'): Uint8Array {
-  if (typeof s !== 'string') throw new BadRequestError('invalid_encoding', `${field} must be base64`);
-  const url = B64URL.test(s) && !B64.test(s);
-  const buf = Buffer.from(s, url ? 'base64url' : 'base64');
-  const canonical = url ? buf.toString('base64url') : buf.toString('base64');
-  if (canonical !== s && canonical.replace(/=+$/, '') !== s) {
-    throw new BadRequestError('invalid_encoding', `${field} must be canonical base64`);
+  if (!isStrictB64(s)) throw new BadRequestError('invalid_encoding', `${field} must be canonical base64 (standard alphabet, padded)`);
+  return new Uint8Array(Buffer.from(s, 'base64'));
+}
+
+/**
+ * Deepest JSON nesting any input may have (request bodies, relayed client requests). No
+ * request needs more than a handful of levels; checked before anything recursive runs.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** Whether `text`'s JSON nesting stays within `max` levels: one linear, iterative pass (strings skipped). */
+export function jsonDepthWithin(text: string, max = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return false;
+    } else if (c === 0x5d || c === 0x7d) depth--;
   }
-  return new Uint8Array(buf);
+  return true;
 }
 
 export const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));

@@ -78,6 +78,8 @@ const coordinatorSchema = z.object({
   MEMBERSHIP_CACHE_S: z._default(z.coerce.number().check(z.int(), z.gte(0), z.lte(300)), 10),
   /** DynamoDB table of pre-published nonce commitments (one-round signing); optional. */
   POOL_TABLE: z.optional(z.string().check(z.minLength(1))),
+  /** Pre-published commitments kept per node and key at most; a fill beyond it is trimmed, a full pool refuses (409 pool_full). */
+  POOL_MAX_PER_NODE: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(10_000)), 100),
   /** Request ids of client requests the coordinator has seen (its own `coordinator#` rows). */
   REPLAY_TABLE: z.string().check(z.minLength(1)),
   /** Approvals of reconstruction requests (collected here, re-checked by every node). */

@@ -6,7 +6,12 @@
  */
 import { config } from 'zod/mini';
 import { en } from 'zod/locales';
+import { string, refine } from 'zod/mini';
+import { isStrictB64 } from './encoding.js';
 
 config(en());
 
 export * from 'zod/mini';
+
+/** A base64 field: standard alphabet and canonical padding only (lib/encoding.ts `fromB64` decodes it). */
+export const strictBase64 = () => string().check(refine(isStrictB64, { message: 'must be canonical base64 (standard alphabet, padded)' }));

@@ -37,6 +37,63 @@ export function keyIdOfPath(path: string): string | undefined {
   return m && KEY_ID_PATTERN.test(m[1]!) ? m[1] : undefined;
 }
 
+/**
+ * Refusals are aggregated, so a flood of them writes a bounded number of records. Each
+ * (stream, action, code, method, path, actor, source, key) has a window of
+ * REFUSAL_WINDOW_MS per function instance: its first refusal is written at once, as before,
+ * the ones after it in the window are only counted, and their count is written as one record
+ * (`details.count`, `details.aggregated`, `details.windowStart`) when the window ends: on the
+ * next refusal after it, or by a timer at its end. At most REFUSAL_KEYS_MAX distinct tuples
+ * are tracked per window; past that, refusals share one overflow tuple per stream and
+ * action (its path and source are those of the first). N refusals thus write
+ * O(windows × tuples) records, not N. Successful, authenticated actions are not refusals
+ * and are still audited one by one.
+ */
+export const REFUSAL_WINDOW_MS = 60_000;
+export const REFUSAL_KEYS_MAX = 100;
+
+interface Pending {
+  audit: AuditLog;
+  stream: string;
+  entry: Parameters<AuditLog['append']>[1];
+  windowStart: number;
+  /** Refusals counted since the window's first (not yet written). */
+  suppressed: number;
+}
+
+/** Open windows, per audit log (each function runtime has its own). */
+const logs = new Map<AuditLog, Map<string, Pending>>();
+const allWindows = () => [...logs.values()].flatMap((w) => [...w.entries()].map(([k, p]) => ({ w, k, p })));
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+const append = (p: Pick<Pending, 'audit' | 'stream' | 'entry'>, extra: Record<string, unknown>) =>
+  p.audit.append(p.stream, { ...p.entry, details: { ...p.entry.details, ...extra } }).then(
+    () => undefined,
+    () => undefined,
+  );
+
+/** Write the count of every window that has ended, and forget those windows. */
+export async function flushRefusals(now = Date.now(), all = false): Promise<void> {
+  const due: Pending[] = [];
+  for (const { w, k, p } of allWindows()) {
+    if (!all && now - p.windowStart < REFUSAL_WINDOW_MS) continue;
+    w.delete(k);
+    if (p.suppressed > 0) due.push(p);
+  }
+  await Promise.all(due.map((p) => append(p, { count: p.suppressed, aggregated: true, windowStart: new Date(p.windowStart).toISOString() })));
+}
+
+function scheduleFlush(): void {
+  const open = allWindows();
+  if (timer || open.length === 0) return;
+  const first = Math.min(...open.map((x) => x.p.windowStart));
+  timer = setTimeout(() => {
+    timer = undefined;
+    void flushRefusals().then(scheduleFlush);
+  }, Math.max(0, first + REFUSAL_WINDOW_MS - Date.now()) + 10);
+  timer.unref?.();
+}
+
 export async function recordRefusal(audit: AuditLog, stream: string, err: unknown, ctx: RefusalContext): Promise<void> {
   if (!isRefusal(err) && !ctx.everyFailure) return;
   const e = err instanceof FedkmsError ? err : new FedkmsError('internal_error', 500, 'internal error');
@@ -46,16 +103,26 @@ export async function recordRefusal(audit: AuditLog, stream: string, err: unknow
   const nodes = e.details?.['nodes'];
   if (!isRefusal(e) && Array.isArray(nodes)) details['nodes'] = nodes.slice(0, 64);
   const keyId = ctx.keyId ?? keyIdOfPath(ctx.path);
-  await audit
-    .append(stream, {
-      actor: ctx.signer ? (ctx.signer.includes(':') ? ctx.signer : `signer:${ctx.signer}`) : 'unauthenticated',
-      action: refusalAction(e),
-      ...(keyId ? { keyId } : {}),
-      outcome: isRefusal(e) ? 'denied' : 'failure',
-      details,
-    })
-    .then(
-      () => undefined,
-      () => undefined,
-    );
+  const entry = {
+    actor: ctx.signer ? (ctx.signer.includes(':') ? ctx.signer : `signer:${ctx.signer}`) : 'unauthenticated',
+    action: refusalAction(e),
+    ...(keyId ? { keyId } : {}),
+    outcome: isRefusal(e) ? ('denied' as const) : ('failure' as const),
+    details,
+  };
+  const now = Date.now();
+  await flushRefusals(now);
+  const windows = logs.get(audit) ?? new Map<string, Pending>();
+  logs.set(audit, windows);
+  let key = JSON.stringify([stream, entry.action, e.code, details['method'], details['path'], entry.actor, details['sourceIp'] ?? null, keyId ?? null]);
+  if (!windows.has(key) && windows.size >= REFUSAL_KEYS_MAX) key = JSON.stringify([stream, entry.action, 'overflow']);
+  const open = windows.get(key);
+  if (open) {
+    open.suppressed++;
+    return;
+  }
+  windows.set(key, { audit, stream, entry, windowStart: now, suppressed: 0 });
+  scheduleFlush();
+  // The first refusal of a window is written as before; only the window's count is new.
+  await append({ audit, stream, entry }, {});
 }

@@ -15,6 +15,8 @@ export interface CoordinatorDeps {
   audit: AuditLog;
   /** Pre-published commitments for one-round signing; without it every signature takes two rounds. */
   pool?: CommitmentPool;
+  /** Commitments kept per node and key in the pool (POOL_MAX_PER_NODE); default lib/coordinator/signing.ts. */
+  poolMaxPerNode?: number;
 }
 
 export function summarize(d: KeyDescriptor) {

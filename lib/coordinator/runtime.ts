@@ -115,6 +115,7 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
     client: b.client,
     audit,
     ...(b.pool ? { pool: b.pool } : {}),
+    poolMaxPerNode: cfg.POOL_MAX_PER_NODE,
   };
   const coordinator = new Coordinator(deps);
   const admin = new Administration(deps, b.approvals);

@@ -41,7 +41,15 @@ interface Plan {
   list: CommitmentHex[];
   /** Each signer's nonce session: one id for a fresh round 1, one per commitment from the pool. */
   sessions: Map<string, string>;
+  /** The pooled commitments this plan took (one-round signing), to give back those a node refused to spend. */
+  taken?: PooledCommitment[];
 }
+
+/** Commitments kept per node and key when `poolMaxPerNode` is not configured (POOL_MAX_PER_NODE). */
+export const POOL_MAX_PER_NODE = 100;
+
+/** A node's refusal for authorization (401/403): it did no work, spent no nonce, and says nothing against the node. */
+const refusedAuth = (r: NodeReport) => r.httpStatus === 401 || r.httpStatus === 403;
 
 const commitmentBatch = z.object({
   nodeId: z.string(),
@@ -97,8 +105,17 @@ export class Signing {
       });
       reports = mergeReports(reports, r2.reports);
       for (const r of r2.reports) if (r.status !== 'valid') excluded.set(r.nodeId, { nodeId: r.nodeId, reason: r.status === 'invalid_share' ? 'invalid signature share' : r.status });
-      // A pooled signer that failed would be drawn again and again: drop its commitments.
-      if (rounds === 1) await this.dropFromPool(keyId, r2.reports.filter((r) => r.status !== 'valid').map((r) => r.nodeId));
+      // A pooled signer that failed would be drawn again and again: drop its commitments. A node
+      // that refused the client (401/403) spent nothing: its commitment goes back to the pool,
+      // so a client without the sign permission can neither spend nor drain it.
+      if (rounds === 1) {
+        const refused = new Set(r2.reports.filter(refusedAuth).map((r) => r.nodeId));
+        await this.dropFromPool(keyId, r2.reports.filter((r) => r.status !== 'valid' && !refused.has(r.nodeId)).map((r) => r.nodeId));
+        const giveBack = (plan.taken ?? []).filter((c) => refused.has(c.nodeId));
+        if (giveBack.length && this.deps.pool) await this.deps.pool.add(giveBack).catch(() => undefined);
+      }
+      // The client is not authorized (by a node's own policy): another attempt would only be refused again.
+      if (r2.reports.some(refusedAuth)) break;
       const got = r2.winner?.members ?? [];
       if (got.length < signers.length) continue;
 
@@ -203,6 +220,7 @@ export class Signing {
       signers,
       list: taken.map((c) => c.commitment).sort((a, b) => a.identifier.localeCompare(b.identifier)),
       sessions: new Map(taken.map((c) => [c.nodeId, c.sessionId])),
+      taken,
     };
   }
 
@@ -217,6 +235,14 @@ export class Signing {
   async preprocess(keyId: string, count: number) {
     const pool = this.deps.pool;
     if (!pool) throw new BadRequestError('pool_not_configured', 'no commitment pool is configured');
+    // Each key's pool is bounded per node: a fill asks only for what still fits (so no node
+    // makes nonces that would be thrown away), and a full pool refuses the fill.
+    const max = this.deps.poolMaxPerNode ?? POOL_MAX_PER_NODE;
+    const have = new Map<string, number>();
+    for (const c of await pool.list(keyId)) have.set(c.nodeId, (have.get(c.nodeId) ?? 0) + 1);
+    const room = max - Math.max(0, ...have.values());
+    if (room <= 0) throw new ConflictError('pool_full', `the nonce pool of ${keyId} holds ${max} commitments per node already`);
+    count = Math.min(count, room);
     const ids = new Map<string, string[]>(this.deps.nodes.map((n) => [n.id, Array.from({ length: count }, () => randomUUID())]));
     const isValidPublicPoint = await publicPointCheck();
     const r = await gather({
@@ -237,6 +263,7 @@ export class Signing {
     });
     const reports = markDissenters(r);
     const w = r.winner;
+    if (!w && reports.length && reports.every((x) => x.status === 'not_found')) throw new NotFoundError('key_not_found', `key ${keyId} not found`);
     if (!w || w.members.length < w.need) throw quorumFailure(`fewer than the threshold of nodes could preprocess ${keyId}`, { nodes: reports });
     const expiresAt = Math.floor(Date.now() / 1000) + POOL_TTL_S - 60;
     const items: PooledCommitment[] = w.members.flatMap((m) =>

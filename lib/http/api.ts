@@ -9,6 +9,8 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type * as z from '../zod.js';
 import { BadRequestError, DeadlineExceededError, FedkmsError, NotFoundError, PayloadTooLargeError } from '../errors.js';
+import { MAX_JSON_DEPTH, jsonDepthWithin } from '../encoding.js';
+import { flushRefusals } from '../audit/refusal.js';
 import { BUDGET_HEADER, requestDeadline, withDeadline, type Deadline } from '../deadline.js';
 import {
   CORRELATION_HEADER,
@@ -22,6 +24,25 @@ import {
 } from '../observability.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * Deepest JSON nesting a request body may have. Checked on the raw text, before `JSON.parse`
+ * or anything else that recurses (schemas, canonical JSON) sees it, and before
+ * authentication: a 20,000-deep array is a 400, never a stack overflow. No request needs
+ * more than a handful of levels.
+ */
+export { MAX_JSON_DEPTH };
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Parse a JSON text within the depth bound; 400 for anything else. */
+export function parseBoundedJson(text: string, what = 'request body'): unknown {
+  if (!jsonDepthWithin(text)) throw new BadRequestError('json_too_deep', `${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BadRequestError('invalid_json', `${what} is not valid JSON`);
+  }
+}
 
 export interface HttpRequest {
   method: string;
@@ -62,27 +83,36 @@ function toRequest(event: APIGatewayProxyEventV2, limit: number): HttpRequest {
   const raw = event.body ?? '';
   const bytes = event.isBase64Encoded ? Buffer.from(raw, 'base64') : Buffer.from(raw, 'utf8');
   if (bytes.length > limit) throw new PayloadTooLargeError(limit);
-  const rawBody = bytes.toString('utf8');
-  let body: unknown = undefined;
-  if (rawBody.trim() !== '') {
-    try {
-      body = JSON.parse(rawBody);
-    } catch {
-      throw new BadRequestError('invalid_json', 'request body is not valid JSON');
-    }
+  let rawBody: string;
+  try {
+    // Invalid UTF-8 is refused, not silently replaced: the signed text must be the text read.
+    rawBody = strictUtf8.decode(bytes);
+  } catch {
+    throw new BadRequestError('invalid_encoding', 'request body is not valid UTF-8');
   }
+  let body: unknown = undefined;
+  if (rawBody.trim() !== '') body = parseBoundedJson(rawBody);
   const headers = Object.fromEntries(Object.entries(event.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v ?? '']));
   const query = Object.fromEntries(Object.entries(event.queryStringParameters ?? {}).map(([k, v]) => [k, v ?? '']));
   return {
     method: event.requestContext?.http?.method ?? 'GET',
     rawPath: event.rawPath ?? '/',
-    pathParams: Object.fromEntries(Object.entries(event.pathParameters ?? {}).map(([k, v]) => [k, decodeURIComponent(v ?? '')])),
+    pathParams: Object.fromEntries(Object.entries(event.pathParameters ?? {}).map(([k, v]) => [k, decodePathParam(v ?? '')])),
     query,
     headers,
     rawBody,
     body,
     ...(event.requestContext?.http?.sourceIp ? { sourceIp: event.requestContext.http.sourceIp } : {}),
   };
+}
+
+/** A percent-decoded path parameter; a malformed escape is the caller's error (400), not ours. */
+function decodePathParam(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    throw new BadRequestError('invalid_path', 'a path parameter is not valid percent-encoded UTF-8');
+  }
 }
 
 /** Map any error to a response; unknown errors become a bare 500 with nothing inside. */
@@ -137,6 +167,9 @@ export function httpApi(opts: ApiOptions) {
   const { logger, metrics } = opts.telemetry ?? telemetry(opts.service);
   const limit = opts.maxBodyBytes ?? MAX_BODY_BYTES;
   const core = async (event: APIGatewayProxyEventV2, ctx: Context): Promise<APIGatewayProxyStructuredResultV2> => {
+    // Counts of refusal windows that have ended are written by the next request to this
+    // instance, whatever it is (a frozen Lambda runs no timers between requests).
+    await flushRefusals();
     const req = toRequest(event, limit);
     req.correlationId = logger.getCorrelationId() as string | undefined;
     const key = opts.routeOf(req);

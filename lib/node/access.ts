@@ -10,7 +10,7 @@
 import { aesGcmOpen, aesGcmSeal, type AeadBox } from '../crypto/aead.js';
 import { verifyApproval, verifyClientRequest, type ApprovalRequest, type ClientEnvelope } from '../crypto/client-auth.js';
 import { canonicalJson } from '../crypto/hash.js';
-import { fromB64, toB64, utf8 } from '../encoding.js';
+import { fromB64, jsonDepthWithin, toB64, utf8 } from '../encoding.js';
 import { FragmentCorruptedError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
 import type { DocKind, FragmentStore, ReplayGuard } from '../ports.js';
 import {
@@ -144,7 +144,8 @@ export class NodeAccess {
     const fresh = await this.deps.replay.claim(this.deps.nodeId, `client:${envelope.client}:${envelope.requestId}:${scope}`, Math.floor(now / 1000) + 2 * this.deps.maxSkewS);
     if (!fresh) throw new UnauthorizedError('request_replayed', 'client request was already used');
     let body: Record<string, unknown> = {};
-    if (envelope.body) {
+    // A body nested deeper than any request needs matches no operation (and must not reach canonical JSON).
+    if (envelope.body && jsonDepthWithin(envelope.body)) {
       try {
         const parsed = JSON.parse(envelope.body) as unknown;
         if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;

@@ -25,6 +25,7 @@ const REENCRYPT = keyRoute('reencrypt');
 const DATAKEY = keyRoute('datakey');
 const RESHARE = keyRoute('(?:refresh|reshare)');
 const STATE = keyRoute('state');
+const PREPROCESS = keyRoute('preprocess');
 const POLICY = keyRoute('policy');
 const DESCRIBE = /^\/keys\/([a-z0-9][a-z0-9-]{0,62})(?:\/public)?$/;
 const CREATORS = ['admin', 'key-creator'];
@@ -206,11 +207,35 @@ export class ClientGate {
    * this starts them, and the returned check, given the session's message and version,
    * waits for them and decides.
    */
-  beginSignShare(env: ClientEnvelope | undefined, keyId: string, sessionId: string): (message: Uint8Array, version: number, keyType?: KeyType) => Promise<GateResult> {
-    const started = this.access.authenticateFor(env, `POST /sign/share#${sessionId}`, keyId);
+  beginSignShare(env: ClientEnvelope | undefined, keyId: string, signerSet: string): (message: Uint8Array, version: number, keyType?: KeyType) => Promise<GateResult> {
+    // The replay scope is the client's request and the signer set, never the session: one
+    // request gets at most one share from this node per signer set (a retry without a
+    // cheater changes the set), so a coordinator cannot mint signature after signature.
+    const started = this.access.authenticateFor(env, `POST /sign/share#${signerSet}`, keyId);
     // Its refusal is thrown by the check; a request that fails before reaching it has failed already.
     started.catch(() => undefined);
     return async (message, version, keyType) => this.checkSignShare(await started, keyId, message, version, keyType);
+  }
+
+  /**
+   * POST /sign/commit with a client request: fresh nonces only for a client that may sign
+   * with the key (or an administrator's reshare, for its canary), checked before any work.
+   */
+  async signCommit(env: ClientEnvelope, keyId: string, sessionId: string): Promise<GateResult> {
+    const [a, loaded] = await this.access.authenticateFor(env, `POST /sign/commit#${sessionId}`, keyId);
+    if (a.request.method === 'POST' && RESHARE.test(a.request.path)) {
+      sameKey(RESHARE.exec(a.request.path)!, keyId, 'signature');
+      return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'admin', loaded) };
+    }
+    sameKey(requireClientRoute(a, 'POST', SIGN, 'a signature'), keyId, 'signature');
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'sign', loaded) };
+  }
+
+  /** POST /sign/preprocess: filling a key's nonce pool needs the key's sign permission, checked before any work. */
+  async preprocess(env: ClientEnvelope | undefined, keyId: string): Promise<GateResult> {
+    const [a, loaded] = await this.access.authenticateFor(env, 'POST /sign/preprocess', keyId);
+    sameKey(requireClientRoute(a, 'POST', PREPROCESS, 'publishing nonce commitments'), keyId, 'preprocessing');
+    return { actor: actorOf(a), control: await this.access.authorize(keyId, a.who, 'sign', loaded) };
   }
 
   private async checkSignShare([a, loaded]: Awaited<ReturnType<NodeAccess['authenticateFor']>>, keyId: string, message: Uint8Array, version: number, keyType?: KeyType): Promise<GateResult> {

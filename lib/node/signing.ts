@@ -12,7 +12,7 @@ import { sha256Hex } from '../crypto/hash.js';
 import { commitmentFromHex, commitmentToHex, frost, publicPackageFromHex, type CommitmentHex } from '../crypto/frost.js';
 import { fromB64, fromHex, toHex, wipe } from '../encoding.js';
 import { publicPointCheck, signingSuite, type PointCheck } from '../crypto/suite.js';
-import { BadRequestError, SessionError } from '../errors.js';
+import { BadRequestError, NotFoundError, SessionError } from '../errors.js';
 import type { AuditLog, ReplayGuard } from '../ports.js';
 import type { KeyDescriptor } from './fragment.js';
 import { assertPurpose } from '../access/policy.js';
@@ -32,10 +32,16 @@ export const signSchemas = {
   share: z.strictObject({
     sessionId: z.string().check(z.regex(SESSION_ID)),
     keyId: z.string(),
-    message: z.string().check(z.maxLength(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4)),
+    message: z.strictBase64().check(z.maxLength(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4 + 4)),
     commitments: z.array(commitmentHex).check(z.minLength(1), z.maxLength(255)),
   }),
 };
+
+/**
+ * The replay scope of a signature share: the signer set of the commitment list (sorted
+ * identifiers, hashed). One client request gets at most one share from a node per set.
+ */
+export const signerSet = (list: { identifier: string }[]): string => sha256Hex(list.map((c) => c.identifier).sort().join(',')).slice(0, 32);
 
 interface SignState {
   expiresAt: number;
@@ -96,7 +102,11 @@ export class NodeSigning {
 
   /** `authorize` (the node's client gate) sees the key version and the exact message, and names the actor. */
   async share(req: z.infer<typeof signSchemas.share>, actor: string, authorize?: (version: number, message: Uint8Array, keyType: KeyDescriptor['type']) => Promise<string>) {
-    const s = await this.vault.load<SignState>(KIND, req.sessionId);
+    const s = await this.vault.load<SignState>(KIND, req.sessionId).catch(async (e: unknown) => {
+      // No session of a key this node does not hold: the key is what is missing (404, as on every key route).
+      if (e instanceof SessionError && (await this.node.versionsOf(req.keyId)).length === 0) throw new NotFoundError('key_not_found', `key ${req.keyId} not found on ${this.id.nodeId}`);
+      throw e;
+    });
     if (s.keyId !== req.keyId) throw new BadRequestError('invalid_session', 'session is for another key');
     const { object, share } = await this.node.load(req.keyId, s.version);
     try {
