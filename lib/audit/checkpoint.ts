@@ -256,6 +256,12 @@ export function verifyFederation(input: VerifyInput): VerifyResult {
   return { ok: problems.length === 0, problems, chains, ignored };
 }
 
+/** The witnessed copies whose origin signature and witness cosignature verify (the rest dropped). */
+export function trustedCheckpoints(witnessed: WitnessedCheckpoint[], keys: ReadonlyMap<string, string>, witnesses: ReadonlySet<string>): WitnessedCheckpoint[] {
+  const ignored: VerifyResult['ignored'] = [];
+  return [...validCheckpoints({ records: [], readFrom: new Set(), witnessed, keys, witnesses }, ignored).values()].flat();
+}
+
 /** Per component: the newest witnessed checkpoint of any of its chains (what the dashboard shows). */
 export function lastCheckpoints(witnessed: WitnessedCheckpoint[]): { component: string; stream: string; length: number; time: string; witnesses: string[] }[] {
   const best = new Map<string, { component: string; stream: string; length: number; time: string; witnesses: Set<string> }>();

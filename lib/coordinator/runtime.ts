@@ -154,11 +154,11 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
     }
     return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));
   };
-  const federatedAudit = new FederatedAuditReader(b.auditStore, deps.nodes, b.client, 5000);
+  const federatedAudit = new FederatedAuditReader(b.auditStore, deps.nodes, b.client, 5000, b.publicKey);
   const dashboard = new DashboardFeed({
     federation: coordinator,
     // Appends go to the coordinator's own chains; reads gather every member's too.
-    audit: { append: (stream, entry) => audit.append(stream, entry), readAll: () => audit.readAll(), readBounded: (max) => federatedAudit.readBounded(max) },
+    audit: { append: (stream, entry) => audit.append(stream, entry), readAll: () => audit.readAll(), readBounded: (max) => federatedAudit.readBounded(max), checkpoints: () => federatedAudit.checkpoints() },
     replay,
     dashboardPublicKey: cfg.DASHBOARD_PUBLIC_KEY,
     threshold: deps.threshold,
