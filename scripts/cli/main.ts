@@ -107,7 +107,7 @@ const COMMANDS: CommandSpec<Ctx>[] = [
     options: { context: { type: 'string', value: 'K=V', multiple: true, help: 'the encryption context the file was encrypted under (repeatable)' } },
     federation: true, run: (c, p) => cmdDecrypt(c, p.args),
   },
-  { words: ['audit', 'verify'], args: [], summary: 'recompute every audit hash chain; name the first broken link', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
+  { words: ['audit', 'verify'], args: [], summary: 'verify every audit chain (signatures, witnessed checkpoints); name the component and first bad position', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
 
   { words: ['clients', 'list'], args: [], summary: 'the client registry, as a threshold of nodes agree on it', options: {}, federation: true, run: (c) => cmdClientsList(c) },
   {
