@@ -21,7 +21,7 @@ import type { AuditRecord } from '../../lib/ports';
 import { call, reconstructEndToEnd, scanAudit, testStack } from '../support/stack';
 import { run } from '../support/run';
 
-jest.setTimeout(180_000);
+jest.setTimeout(300_000);
 
 const ROOT = path.resolve(__dirname, '../..');
 let stack: LocalStack;
