@@ -79,7 +79,7 @@ const nativeBackendOnly = { patterns: ['!node_modules/sodium-native/prebuilds/!(
 const localAws = (local) => (local ? { FEDKMS_S3_ENDPOINT: local.s3Endpoint, FEDKMS_DYNAMODB_ENDPOINT: local.dynamoEndpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } : {});
 
 const NODE_ROUTES = [
-  ['GET', 'status'], ['GET', 'identity'], ['GET', 'membership'], ['PUT', 'membership'], ['GET', 'audit/verify'], ['GET', 'audit/records'],
+  ['GET', 'status'], ['GET', 'identity'], ['GET', 'membership'], ['PUT', 'membership'], ['GET', 'audit/verify'], ['GET', 'audit/records'], ['POST', 'audit/witness'], ['GET', 'audit/witnessed'],
   ['GET', 'keys'], ['GET', 'key'], ['GET', 'clients'], ['PUT', 'client'], ['POST', 'key/state'], ['PUT', 'key/policy'],
   ['GET', 'fragment'], ['PUT', 'fragment'], ['DELETE', 'fragment'],
   ...['round1', 'confirm', 'round2', 'round3', 'commit', 'abort'].map((r) => ['POST', `dkg/${r}`]),

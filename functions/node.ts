@@ -26,7 +26,12 @@ const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(),
 const keyQuery = z.strictObject({ keyId: z.string(), version: versionParam });
 const stateBody = z.extend(transitionSchema, { keyId: z.string() }); // strict, as transitionSchema is
 const policyBody = z.strictObject({ keyId: z.string(), policy: policySchema });
-const auditQuery = z.strictObject({ limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(20_000)), 2000) });
+const auditQuery = z.strictObject({
+  limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(20_000)), 2000),
+  // Where a page starts: the `next` of the previous page (the verifier reads every record).
+  afterStream: z.optional(z.string().check(z.maxLength(200))),
+  afterSeq: z.optional(z.coerce.number().check(z.int(), z.gte(0))),
+});
 
 type Runtime = NodeRuntime;
 const shape = (threshold: number, participants: { nodeId: string }[]) => ({ threshold, nodeIds: participants.map((p) => p.nodeId) });
@@ -76,9 +81,18 @@ export const handler = httpApi({
     'GET /audit/verify': authed(async (rt) => auditReport(rt.cfg.NODE_ID, await rt.audit.readAll(), rt.sign)),
     // A bounded read of its chains, for the dashboard's events and security log.
     'GET /audit/records': authed(async (rt, req) => {
-      const { limit } = parseInput(auditQuery, req.query);
-      return { nodeId: rt.cfg.NODE_ID, ...(await rt.audit.readBounded(limit)) };
+      const { limit, afterStream, afterSeq } = parseInput(auditQuery, req.query);
+      return { nodeId: rt.cfg.NODE_ID, ...(await rt.auditStore.readBounded(limit, afterStream !== undefined && afterSeq !== undefined ? { stream: afterStream, seq: afterSeq } : undefined)) };
     }),
+    // Witnessing (lib/node/witness.ts): countersign and keep a peer's or the coordinator's signed checkpoint.
+    'POST /audit/witness': async (req: HttpRequest) => {
+      const rt = await nodeRuntime();
+      const { signer } = await rt.authenticateWitness(req);
+      const { clientAuth: _relayed, ...body } = (req.body ?? {}) as Record<string, unknown>;
+      return rt.witness.witness(body, signer);
+    },
+    // The checkpoints this node keeps as a witness, for verification and the dashboard.
+    'GET /audit/witnessed': authed(async (rt) => ({ nodeId: rt.cfg.NODE_ID, checkpoints: await rt.witness.list() })),
     // Relayed for a client's own listing (GET /keys), only the keys whose policy on this node lets
     // that client describe them; administrators see every key id. The coordinator's own listing is whole.
     'GET /keys': authed(async (rt, _req, _signer, client) => {

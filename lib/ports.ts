@@ -3,7 +3,7 @@
  * DynamoDB; unit tests use in-memory fakes.
  */
 /** Node-owned documents: the client registry, key control documents, the federation's membership. */
-export type DocKind = 'client' | 'control' | 'federation';
+export type DocKind = 'client' | 'control' | 'federation' | 'witness';
 
 export interface FragmentStore {
   /** The stored object, or null when absent. */
@@ -40,6 +40,8 @@ export interface AuditRecord extends AuditEntry {
   time: string;
   prevHash: string;
   hash: string;
+  /** The writer's Ed25519 signature over `hash` (lib/audit/chain.ts recordSigStatement); absent on chains written before signing. */
+  sig?: string;
 }
 
 export interface AuditLog {

@@ -20,6 +20,11 @@ const common = {
   AWS_REGION: z._default(z.string(), 'us-east-1'),
   FEDKMS_S3_ENDPOINT: z.optional(z.url()),
   FEDKMS_DYNAMODB_ENDPOINT: z.optional(z.url()),
+  /** Audit checkpoints (docs/design.md §5): after this many releasing records in a chain's unwitnessed tail... */
+  AUDIT_CHECKPOINT_RELEASES: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(1000)), 4),
+  /** ...or when the last witnessed checkpoint is this old (checked on append); and each witness gets this long. */
+  AUDIT_CHECKPOINT_MAX_AGE_S: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(3600)), 30),
+  AUDIT_WITNESS_TIMEOUT_MS: z._default(z.coerce.number().check(z.int(), z.gte(100), z.lte(10_000)), 2500),
 };
 
 const peerEntry = z.object({

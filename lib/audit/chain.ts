@@ -4,12 +4,19 @@ import type { AuditEntry, AuditRecord } from '../ports.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** hash = SHA-256 over the canonical JSON of the record without its own hash (prevHash included). */
-export function recordHash(r: Omit<AuditRecord, 'hash'>): string {
-  return sha256Hex(canonicalJson(r));
+/** hash = SHA-256 over the canonical JSON of the record without its own hash and signature (prevHash included). */
+export function recordHash(r: Omit<AuditRecord, 'hash' | 'sig'> & { sig?: string }): string {
+  const { sig: _sig, ...body } = r;
+  return sha256Hex(canonicalJson(body));
 }
 
-export function nextRecord(stream: string, head: AuditRecord | undefined, entry: AuditEntry, time: Date): AuditRecord {
+/** What a record's writer signs with its identity key: the record's hash, which covers its stream, position and predecessor. */
+export const recordSigStatement = (hash: string) => ({ purpose: 'fedkms/audit-record/v1', hash });
+
+/** Signs a record hash with the writing component's identity key (base64 Ed25519). */
+export type RecordSigner = (hash: string) => string;
+
+export function nextRecord(stream: string, head: AuditRecord | undefined, entry: AuditEntry, time: Date, sign?: RecordSigner): AuditRecord {
   const body: Omit<AuditRecord, 'hash'> = {
     stream,
     seq: head ? head.seq + 1 : 1,
@@ -21,7 +28,8 @@ export function nextRecord(stream: string, head: AuditRecord | undefined, entry:
     ...(entry.keyId !== undefined ? { keyId: entry.keyId } : {}),
     details: entry.details ?? {},
   };
-  return { ...body, hash: recordHash(body) };
+  const hash = recordHash(body);
+  return { ...body, hash, ...(sign ? { sig: sign(hash) } : {}) };
 }
 
 export interface StreamReport {
@@ -38,7 +46,7 @@ export function verifyStream(stream: string, records: AuditRecord[]): StreamRepo
   let prev = GENESIS_HASH;
   let expectSeq = 1;
   for (const r of sorted) {
-    const { hash, ...body } = r;
+    const { hash, sig: _sig, ...body } = r;
     const reason =
       r.seq !== expectSeq ? `expected seq ${expectSeq}` :
       r.prevHash !== prev ? 'prevHash does not match the previous record' :

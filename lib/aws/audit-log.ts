@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PutCommand, QueryCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { nextRecord } from '../audit/chain.js';
+import { nextRecord, type RecordSigner } from '../audit/chain.js';
 import { AuditUnavailableError } from '../errors.js';
 import type { AuditEntry, AuditLog, AuditRecord } from '../ports.js';
 
@@ -25,12 +25,13 @@ const heads = new Map<string, AuditRecord>();
 export const instanceStream = (stream: string, instance = INSTANCE_ID) => `${stream}#${instance}`;
 
 export class DynamoAuditLog implements AuditLog {
-  constructor(private readonly ddb: DynamoDBDocumentClient, private readonly table: string, private readonly instance = INSTANCE_ID) {}
+  /** `sign`: the writer's identity key over each record's hash (lib/audit/chain.ts), so a row cannot be rewritten without that key. */
+  constructor(private readonly ddb: DynamoDBDocumentClient, private readonly table: string, private readonly instance = INSTANCE_ID, private readonly sign?: RecordSigner) {}
 
   async append(stream: string, entry: AuditEntry): Promise<AuditRecord> {
     const partition = instanceStream(stream, this.instance);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const record = nextRecord(partition, heads.get(partition), entry, new Date());
+      const record = nextRecord(partition, heads.get(partition), entry, new Date(), this.sign);
       try {
         await this.ddb.send(new PutCommand({ TableName: this.table, Item: record, ConditionExpression: 'attribute_not_exists(seq)' }));
         heads.set(partition, record);
@@ -73,9 +74,9 @@ export class DynamoAuditLog implements AuditLog {
    * has no global order, so this is a bounded scan: `complete` says whether it saw every
    * record; when it did not, callers must not claim the chains verified.
    */
-  async readBounded(maxItems: number): Promise<{ records: AuditRecord[]; complete: boolean }> {
+  async readBounded(maxItems: number, after?: { stream: string; seq: number }): Promise<{ records: AuditRecord[]; complete: boolean; next?: { stream: string; seq: number } }> {
     const out: AuditRecord[] = [];
-    let start: Record<string, unknown> | undefined;
+    let start: Record<string, unknown> | undefined = after ? { stream: after.stream, seq: after.seq } : undefined;
     try {
       do {
         const page = await this.ddb.send(
@@ -87,7 +88,8 @@ export class DynamoAuditLog implements AuditLog {
     } catch {
       throw new AuditUnavailableError();
     }
-    return { records: out, complete: !start };
+    // `next`: where a following page starts (the verifier reads every record, page by page).
+    return { records: out, complete: !start, ...(start ? { next: { stream: String(start['stream']), seq: Number(start['seq']) } } : {}) };
   }
 
   async readAll(): Promise<AuditRecord[]> {

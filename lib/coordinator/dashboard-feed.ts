@@ -8,7 +8,7 @@ import * as z from '../zod.js';
 import { authenticateServiceRequest } from '../access/service-auth.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { canonicalJson, sha256Hex } from '../crypto/hash.js';
-import { changedFindings, FINDING_ACTION, lookAtFederation, type DashboardState, type FederationReader, type FindingChange } from '../dashboard/state.js';
+import { changedFindings, FINDING_ACTION, lookAtFederation, type AuditReader, type DashboardState, type FederationReader, type FindingChange } from '../dashboard/state.js';
 import { UnauthorizedError } from '../errors.js';
 import type { HttpRequest } from '../http/api.js';
 import { parseInput } from '../http/api.js';
@@ -34,7 +34,7 @@ export const refusalReportSchema = z
 
 export interface DashboardFeedDeps {
   federation: FederationReader;
-  audit: AuditLog & { readBounded(maxItems: number): Promise<{ records: AuditRecord[]; complete: boolean }> };
+  audit: AuditLog & AuditReader;
   replay: ReplayGuard;
   /** The dashboard's verification key; without it every dashboard call is refused. */
   dashboardPublicKey: Uint8Array | undefined;

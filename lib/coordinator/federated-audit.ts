@@ -11,6 +11,10 @@ import { untilDeadline } from '../deadline.js';
 import type { AuditRecord } from '../ports.js';
 import type { NodeEndpoint } from '../runtime-config.js';
 import type { NodeClient } from './node-client.js';
+import { lastCheckpoints, trustedCheckpoints, type WitnessedCheckpoint } from '../audit/checkpoint.js';
+import { witnessedSchema } from '../node/witness.js';
+
+const witnessedAnswer = z.object({ nodeId: z.string(), checkpoints: z.array(witnessedSchema) });
 
 const recordsAnswer = z.object({ nodeId: z.string(), complete: z.boolean(), records: z.array(z.looseObject({ stream: z.string(), seq: z.number() })) });
 
@@ -19,7 +23,22 @@ export interface BoundedAuditReader {
 }
 
 export class FederatedAuditReader implements BoundedAuditReader {
-  constructor(private readonly own: BoundedAuditReader, private readonly nodes: NodeEndpoint[], private readonly client: NodeClient, private readonly timeoutMs: number) {}
+  constructor(private readonly own: BoundedAuditReader, private readonly nodes: NodeEndpoint[], private readonly client: NodeClient, private readonly timeoutMs: number, private readonly coordinatorKey?: string) {}
+
+  /**
+   * Per component, the newest checkpoint any witness keeps (lib/audit/checkpoint.ts), each copy
+   * checked against its origin's and its witness's keys: what the dashboard shows with its age.
+   */
+  async checkpoints() {
+    const copies = await Promise.all(this.nodes.map((n) =>
+      this.client.call(n, { method: 'GET', path: '/audit/witnessed' }, AbortSignal.any([untilDeadline(this.timeoutMs), AbortSignal.timeout(this.timeoutMs)])).then(
+        (a) => witnessedAnswer.parse(a).checkpoints.filter((w) => w.witness === n.id) as WitnessedCheckpoint[],
+        () => [] as WitnessedCheckpoint[],
+      ),
+    ));
+    const keys = new Map<string, string>([...(this.coordinatorKey ? [['coordinator', this.coordinatorKey] as [string, string]] : []), ...this.nodes.map((n) => [n.id, n.signingPublic] as [string, string])]);
+    return lastCheckpoints(trustedCheckpoints(copies.flat(), keys, new Set(this.nodes.map((n) => n.id))));
+  }
 
   async readBounded(maxItems: number) {
     const share = Math.max(100, Math.floor(maxItems / (this.nodes.length + 1)));

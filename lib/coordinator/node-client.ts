@@ -31,6 +31,8 @@ export type CallObserver = (nodeId: string, outcome: 'ok' | 'http_error' | 'netw
 
 export interface NodeClientOptions {
   observe?: CallObserver;
+  /** Who signs (`x-fedkms-signer`): the coordinator, or `node:<id>` for a node's own calls to its peers (audit witnessing). */
+  signer?: string;
 }
 
 export class NodeClient {
@@ -77,7 +79,7 @@ export class NodeClient {
       signal,
       headers: {
         'content-type': 'application/json',
-        [HEADERS.signer]: 'coordinator',
+        [HEADERS.signer]: this.opts.signer ?? 'coordinator',
         // Unsigned on purpose: it only labels log lines, and nodes check its format.
         ...(correlationId ? { [CORRELATION_HEADER]: correlationId } : {}),
         ...(clientHeader ? { [ENVELOPE_HEADER]: clientHeader } : {}),

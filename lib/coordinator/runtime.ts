@@ -26,6 +26,11 @@ import { endpointOf, MembershipView, type LearnedMembership } from './membership
 import { Federation, updateMembership } from './federation.js';
 import { FederatedAuditReader } from './federated-audit.js';
 import { QuorumError } from '../errors.js';
+import { recordSigStatement } from '../audit/chain.js';
+import { CheckpointingAuditLog, logDegraded, publisher } from '../audit/checkpointing.js';
+import { signStatement } from '../crypto/identity.js';
+import { ed25519PublicFromPrivate } from '../crypto/ed25519-signature.js';
+import { toB64 } from '../encoding.js';
 
 export interface ClientCall {
   who: Principal;
@@ -97,12 +102,26 @@ async function buildBase(env: NodeJS.ProcessEnv, telemetry?: Telemetry) {
   const secrets = secretFields(await loadSecrets({ AWS_REGION: cfg.AWS_REGION, secretId: cfg.COORDINATOR_SECRET_ID, file: cfg.COORDINATOR_SECRETS_FILE }), { signingPrivate: 32 });
   const observe = telemetry ? (nodeId: string, outcome: Parameters<typeof recordNodeCall>[2], ms: number) => recordNodeCall(telemetry.metrics, nodeId, outcome, ms) : undefined;
   const client = new NodeClient(secrets.signingPrivate, fetch, observe ? { observe } : {});
-  const audit = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE);
+  const sign = (statement: unknown) => signStatement(secrets.signingPrivate, statement);
+  const publicKey = toB64(ed25519PublicFromPrivate(secrets.signingPrivate));
+  // Its records are signed with its key, and its chains checkpointed with the nodes as witnesses.
+  const auditStore = new DynamoAuditLog(dynamoClient(cfg), cfg.AUDIT_TABLE, undefined, (hash) => sign(recordSigStatement(hash)));
+  const audit = new CheckpointingAuditLog(auditStore, {
+    origin: 'coordinator',
+    policy: { releases: cfg.AUDIT_CHECKPOINT_RELEASES, maxAgeMs: cfg.AUDIT_CHECKPOINT_MAX_AGE_S * 1000 },
+    sign,
+    onDegraded: logDegraded,
+    publish: publisher(
+      async () => (await membership.current()).signed.document.nodes.map(endpointOf),
+      (n, cp, signal) => client.call(n, { method: 'POST', path: '/audit/witness', body: cp }, signal),
+      cfg.AUDIT_WITNESS_TIMEOUT_MS,
+    ),
+  });
   const pool = cfg.POOL_TABLE ? new DynamoCommitmentPool(dynamoClient(cfg), cfg.POOL_TABLE) : undefined;
   const replay = new DynamoReplayGuard(dynamoClient(cfg), cfg.REPLAY_TABLE);
   const approvals = cfg.APPROVALS_TABLE ? new DynamoApprovalStore(dynamoClient(cfg), cfg.APPROVALS_TABLE) : undefined;
   const membership = new MembershipView({ seeds: cfg.FEDKMS_SEEDS, client, cacheMs: cfg.MEMBERSHIP_CACHE_S * 1000 });
-  return { cfg, client, audit, pool, replay, approvals, membership };
+  return { cfg, client, audit, auditStore, publicKey, pool, replay, approvals, membership };
 }
 
 function buildRuntime(b: Base, learned: LearnedMembership) {
@@ -119,7 +138,7 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
   };
   const coordinator = new Coordinator(deps);
   const admin = new Administration(deps, b.approvals);
-  const federation = new Federation(deps, () => b.membership.current());
+  const federation = new Federation(deps, () => b.membership.current(), { records: b.auditStore, publicKey: b.publicKey });
   /**
    * Check the client's signed request, then run `fn` with it attached to every node call
    * `fn` makes, so each node checks it again. Refusals are audited (best effort) and rethrown.
@@ -136,11 +155,11 @@ function buildRuntime(b: Base, learned: LearnedMembership) {
     }
     return withClientRequest(signed, () => fn({ who, actor: `client:${who.name}` }));
   };
-  const federatedAudit = new FederatedAuditReader(audit, deps.nodes, b.client, 5000);
+  const federatedAudit = new FederatedAuditReader(b.auditStore, deps.nodes, b.client, 5000, b.publicKey);
   const dashboard = new DashboardFeed({
     federation: coordinator,
     // Appends go to the coordinator's own chains; reads gather every member's too.
-    audit: { append: (stream, entry) => audit.append(stream, entry), readAll: () => audit.readAll(), readBounded: (max) => federatedAudit.readBounded(max) },
+    audit: { append: (stream, entry) => audit.append(stream, entry), readAll: () => audit.readAll(), readBounded: (max) => federatedAudit.readBounded(max), checkpoints: () => federatedAudit.checkpoints() },
     replay,
     dashboardPublicKey: cfg.DASHBOARD_PUBLIC_KEY,
     threshold: deps.threshold,

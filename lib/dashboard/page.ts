@@ -127,6 +127,14 @@ const SCRIPT = `
         el('td', { class: t.ok ? 'ok' : 'bad' }, [t.ok ? 'verified through #' + t.verifiedThrough : 'broken at #' + t.firstBroken.seq + ': ' + t.firstBroken.reason + ' (verified through #' + t.verifiedThrough + ')']),
       ]);
     }, 2);
+    rows('checkpoints', a.checkpoints || [], 'no witnessed checkpoint', function (c) {
+      return el('tr', { 'data-checkpoint': c.component, 'data-witnesses': c.witnesses.length }, [
+        el('td', { class: 'mono' }, [c.component]),
+        el('td', { class: 'num' }, ['#' + c.length]),
+        el('td', { class: c.ageS > 3600 ? 'warn' : '' }, [ago(c.time)]),
+        el('td', {}, [c.witnesses.join(', ') || 'none']),
+      ]);
+    }, 4);
     document.getElementById('updated').textContent = 'updated ' + time(s.generatedAt);
     document.body.setAttribute('data-loaded', s.generatedAt);
   }
@@ -167,6 +175,7 @@ export function renderPage(opts: { refreshS: number }): string {
 <section class="wide"><h2>Security log</h2>${table('security', ['Last seen', 'Kind', 'Node', 'Key', 'What', 'Count'])}</section>
 <section><h2>Audit chains per component</h2><div id="audit-note"></div>${table('components', ['Component', 'Status', 'Chains', 'Records'])}</section>
 <section><h2>Audit streams</h2>${table('streams', ['Stream', 'Verification'])}</section>
+<section class="wide"><h2>Last witnessed checkpoint per component</h2>${table('checkpoints', ['Component', 'Length', 'Age', 'Witnesses'])}</section>
 </main>
 <script>${SCRIPT}</script>
 </body></html>`;

@@ -29,6 +29,8 @@ export interface FederationReader {
 
 export interface AuditReader {
   readBounded(maxItems: number): Promise<{ records: AuditRecord[]; complete: boolean }>;
+  /** Per component, the newest checkpoint its witnesses keep (lib/audit/checkpoint.ts lastCheckpoints). */
+  checkpoints?(): Promise<{ component: string; stream: string; length: number; time: string; witnesses: string[] }[]>;
 }
 
 export interface DashboardDeps {
@@ -118,6 +120,8 @@ export interface DashboardState {
     verified?: boolean;
     components: { component: string; chains: number; records: number; ok: boolean }[];
     streams: Pick<StreamReport, 'stream' | 'records' | 'verifiedThrough' | 'ok' | 'firstBroken'>[];
+    /** Per component: its last witnessed checkpoint, how old it is, and who countersigned it. */
+    checkpoints?: { component: string; stream: string; length: number; time: string; ageS: number; witnesses: string[] }[];
   };
 }
 
@@ -297,6 +301,8 @@ export async function lookAtFederation(deps: DashboardDeps): Promise<{ state: Da
       (e: unknown) => ({ ok: false as const, error: e instanceof FedkmsError ? e.code : 'internal_error' }),
     ),
   ]);
+  // After the reads above, not alongside them: each node serves few requests at once (its reserved concurrency).
+  const checkpoints = deps.audit.checkpoints ? await deps.audit.checkpoints().catch(() => undefined) : undefined;
   const records = audit.ok ? audit.records : [];
 
   const lastAudited = new Map<string, string>();
@@ -344,6 +350,7 @@ export async function lookAtFederation(deps: DashboardDeps): Promise<{ state: Da
       ...(audit.complete ? { verified: v.ok } : {}),
       components: v.components,
       streams: streams.map((s) => ({ stream: s.stream, records: s.records, verifiedThrough: s.verifiedThrough, ok: s.ok, ...(s.firstBroken ? { firstBroken: s.firstBroken } : {}) })),
+      ...(checkpoints ? { checkpoints: checkpoints.slice(0, 100).map((c) => ({ ...c, ageS: Math.max(0, Math.round((now.getTime() - Date.parse(c.time)) / 1000)) })) } : {}),
     };
   }
 

@@ -32,6 +32,10 @@ import { toB64 } from '../encoding.js';
 import { ConflictError } from '../errors.js';
 import { membershipDigest, signIdentity, type SignedMembership } from '../federation/membership.js';
 import { fragmentStatement } from '../reconstruction.js';
+import { recordSigStatement } from '../audit/chain.js';
+import { CheckpointingAuditLog, logDegraded, publisher } from '../audit/checkpointing.js';
+import { NodeClient } from '../coordinator/node-client.js';
+import { NodeWitness } from './witness.js';
 
 type Base = Awaited<ReturnType<typeof buildBase>>;
 export type NodeRuntime = Awaited<ReturnType<typeof buildMemberRuntime>>;
@@ -68,18 +72,32 @@ async function buildBase(env: NodeJS.ProcessEnv) {
   const secrets = secretFields(await loadSecrets({ AWS_REGION: cfg.AWS_REGION, secretId: cfg.NODE_SECRET_ID, file: cfg.NODE_SECRETS_FILE }), { wrapKey: 32, x25519Private: 32, signingPrivate: 32 });
   const keys = { signingPublic: toB64(ed25519PublicFromPrivate(secrets.signingPrivate)), x25519Public: toB64(x25519PublicFromPrivate(secrets.x25519Private)) };
   const ddb = dynamoClient(cfg);
-  const audit = new DynamoAuditLog(ddb, cfg.AUDIT_TABLE);
+  const sign = (statement: unknown) => signStatement(secrets.signingPrivate, statement);
+  // Every record is signed with this node's identity key; its chains are checkpointed with its peers as witnesses.
+  const auditStore = new DynamoAuditLog(ddb, cfg.AUDIT_TABLE, undefined, (hash) => sign(recordSigStatement(hash)));
   const store = new S3FragmentStore(s3Client(cfg), cfg.FRAGMENT_BUCKET);
   const replay = new DynamoReplayGuard(ddb, cfg.REPLAY_TABLE);
   const access = new NodeAccess({ nodeId: cfg.NODE_ID, wrapKey: secrets.wrapKey, store, replay, bootstrapAdmin: cfg.FEDKMS_ADMIN_PUBLIC_KEY, maxSkewS: cfg.MAX_CLOCK_SKEW_S });
-  const membership = new NodeMembership({ nodeId: cfg.NODE_ID, ...keys, access, audit, stream: auditStream(cfg.NODE_ID) });
+  const peerClient = new NodeClient(secrets.signingPrivate, fetch, { signer: `node:${cfg.NODE_ID}` });
+  const peersOf = async () => ((await membership.current())?.document.nodes ?? []).filter((n) => n.id !== cfg.NODE_ID);
+  const audit = new CheckpointingAuditLog(auditStore, {
+    origin: cfg.NODE_ID,
+    policy: { releases: cfg.AUDIT_CHECKPOINT_RELEASES, maxAgeMs: cfg.AUDIT_CHECKPOINT_MAX_AGE_S * 1000 },
+    sign,
+    onDegraded: logDegraded,
+    publish: publisher(peersOf, (m, cp, signal) => peerClient.call({ id: m.id, url: m.endpoint }, { method: 'POST', path: '/audit/witness', body: cp }, signal), cfg.AUDIT_WITNESS_TIMEOUT_MS),
+  });
+  const membership: NodeMembership = new NodeMembership({ nodeId: cfg.NODE_ID, ...keys, access, audit, stream: auditStream(cfg.NODE_ID) });
+  /** Identity keys of what this node witnesses: its peers (from the membership it holds) and the coordinator. */
+  const witnessKeys = async () => new Map<string, string>([['coordinator', toB64(cfg.COORDINATOR_PUBLIC_KEY)], ...(await peersOf()).map((n) => [n.id, n.signingPublic] as [string, string])]);
+  const witness = new NodeWitness({ nodeId: cfg.NODE_ID, access, store, sign, keys: witnessKeys });
   /** The self-signed identity document an operator hands to an administrator. */
   const identity = () => signIdentity({ nodeId: cfg.NODE_ID, endpoint: cfg.NODE_ENDPOINT, ...keys, softwareVersion: cfg.FEDKMS_VERSION, issuedAt: new Date().toISOString() }, secrets.signingPrivate);
-  return { cfg, secrets, keys, audit, store, replay, access, membership, identity };
+  return { cfg, secrets, keys, audit, auditStore, store, replay, access, membership, identity, witness };
 }
 
 function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
-  const { cfg, secrets, audit, store, replay, access } = b;
+  const { cfg, secrets, audit, auditStore, store, replay, access, witness } = b;
   const me = b.membership.me(signed?.document);
   const peers = signed?.document.nodes ?? [];
   // Before it is a member a node has no share index: it serves its identity and status, and waits.
@@ -129,10 +147,28 @@ function buildMemberRuntime(b: Base, signed: SignedMembership | null) {
   /** Client refusals (unknown, disabled, replayed, not authorized, mismatched) go to this node's audit chain. */
   const recordClientRefusal = (req: HttpRequest, e: unknown, env: ClientEnvelope | undefined) =>
     recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path: logicalPath(req), sourceIp: req.sourceIp, signer: env ? `client:${env.client}` : undefined });
+  /**
+   * The witness route takes a signed request from the coordinator or from a peer node (its
+   * identity key in the membership): `node:<id>`. Every other route takes the coordinator only.
+   */
+  const authenticateWitness = async (req: HttpRequest) => {
+    const path = logicalPath(req);
+    const signers: Record<string, Uint8Array> = { coordinator: cfg.COORDINATOR_PUBLIC_KEY };
+    for (const n of peers) if (n.id !== cfg.NODE_ID) signers[`node:${n.id}`] = Buffer.from(n.signingPublic, 'base64');
+    try {
+      return await authenticateServiceRequest(
+        { method: req.method, path, query: req.query, body: req.rawBody, headers: req.headers },
+        { audience: cfg.NODE_ID, signers, defaultSigner: 'coordinator', replayScope: cfg.NODE_ID, maxSkewS: cfg.MAX_CLOCK_SKEW_S, replay },
+      );
+    } catch (e) {
+      await recordRefusal(audit, auditStream(cfg.NODE_ID), e, { method: req.method, path, sourceIp: req.sourceIp });
+      throw e;
+    }
+  };
   /** This node's signature over a released fragment, for clients that pin node identity keys. */
   const signFragment = (answer: Parameters<typeof fragmentStatement>[0], recipient: string, requestId: string) =>
     signStatement(secrets.signingPrivate, fragmentStatement(answer, recipient, requestId));
   /** A statement signed with this node's identity key (its audit report). */
   const sign = (statement: unknown) => signStatement(secrets.signingPrivate, statement);
-  return { cfg: cfg as NodeConfig, service, dkg, signing, decrypt, reshare, access, gate, lifecycle, membership: b.membership, signed, me, identity: b.identity, keys: b.keys, audit, requireMember, authenticate, logicalPath, envelope, recordClientRefusal, signFragment, sign };
+  return { cfg: cfg as NodeConfig, service, dkg, signing, decrypt, reshare, access, gate, lifecycle, membership: b.membership, signed, me, identity: b.identity, keys: b.keys, audit, auditStore, witness, authenticateWitness, requireMember, authenticate, logicalPath, envelope, recordClientRefusal, signFragment, sign };
 }

@@ -279,12 +279,16 @@ export async function cmdAuditVerify(ctx: Ctx): Promise<number> {
   if (ctx.json) out(JSON.stringify(v));
   else {
     out(table(['COMPONENT', 'STATUS', 'CHAINS', 'RECORDS'], (v.components as any[]).map((c) => [c.component, c.ok ? 'intact' : 'BROKEN', c.chains, c.records])));
-    for (const s of v.streams as any[]) {
-      if (!s.ok) out(`  first broken link: ${s.stream} seq ${s.firstBroken?.seq}: ${s.firstBroken?.reason} (verified through ${s.verifiedThrough})`);
+    // Each finding names the component, its chain and the first bad position (docs/design.md §5).
+    for (const p of (v.problems ?? []) as { kind: string; component: string; stream: string; seq: number; upTo?: number; detail: string }[]) {
+      out(`  ${p.component}: ${p.kind.toUpperCase()} in ${p.stream} at seq ${p.seq}${p.upTo !== undefined ? `..${p.upTo}` : ''}: ${p.detail}`);
+    }
+    for (const c of (v.checkpoints ?? []) as { component: string; length: number; time: string; witnesses: string[] }[]) {
+      out(`  last witnessed checkpoint of ${c.component}: length ${c.length} at ${c.time}, witnesses ${c.witnesses.join(', ') || 'none'}`);
     }
     // Each node reports its own chains, signed; one that did not answer is named, never counted as intact.
     for (const n of (v.nodes ?? []) as { nodeId: string; status: string }[]) {
-      if (n.status !== 'ok') out(`  ${n.nodeId}: ${n.status === 'unreachable' ? 'did not answer: its chains were not verified' : n.status === 'bad_signature' ? 'its report is not signed by its identity key' : 'BROKEN'}`);
+      if (n.status !== 'ok') out(`  ${n.nodeId}: ${n.status === 'unreachable' ? 'did not answer: its chains were not verified (the witnesses\' copies of them were)' : 'BROKEN'}`);
     }
     out(!v.ok ? 'Audit trail BROKEN.' : v.complete === false ? `Audit trail verified where it could be read; not verified: ${(v.missing ?? []).join(', ')}.` : 'Audit trail verified: every chain is intact.');
   }

@@ -119,7 +119,7 @@ const COMMANDS: CommandSpec<Ctx>[] = [
     },
     federation: true, run: (c, p) => cmdReencrypt(c, p.args),
   },
-  { words: ['audit', 'verify'], args: [], summary: 'recompute every audit hash chain; name the first broken link', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
+  { words: ['audit', 'verify'], args: [], summary: 'verify every audit chain (signatures, witnessed checkpoints); name the component and first bad position', options: {}, federation: true, run: (c) => cmdAuditVerify(c) },
 
   { words: ['clients', 'list'], args: [], summary: 'the client registry, as a threshold of nodes agree on it', options: {}, federation: true, run: (c) => cmdClientsList(c) },
   {

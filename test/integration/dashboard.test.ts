@@ -90,6 +90,9 @@ describe('dashboard in a real browser', () => {
     await waitFor('#security tr[data-security="auth"]');
     await waitFor('#security tr[data-security="replay"][data-node="node1"]');
     await waitFor('#components tr[data-component="reconstruct"][data-ok="true"]');
+    // Each component's last witnessed checkpoint, with its age and witnesses.
+    await waitFor('#checkpoints tr[data-checkpoint="reconstruct"]');
+    await waitFor('#checkpoints tr[data-checkpoint="node#node1"]');
     expect(await row('#nodes tr[data-node="node1"]').innerText()).toMatch(/UP\s+[\d.]+ ms\s+just now|UP\s+[\d.]+ ms\s+\d+ s ago/);
     expect(await row('#nodes tr[data-node="node1"]').innerText()).toContain('0.1.0');
     await page.screenshot({ path: artifactPath('dashboard-healthy.png'), fullPage: true });
