@@ -20,6 +20,7 @@ import { dkgSchemas } from '../lib/node/dkg.js';
 import { signSchemas, signerSet } from '../lib/node/signing.js';
 import { reshareSchemas } from '../lib/node/reshare.js';
 import { datakeySchema, decryptSchema } from '../lib/node/decrypt.js';
+import { REWITNESS_BUDGET_MS } from '../lib/audit/checkpointing.js';
 
 const versionParam = z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(1_000_000)));
 const fragmentQuery = z.strictObject({ keyId: z.string(), recipient: z.string(), version: versionParam });
@@ -76,7 +77,12 @@ export const handler = httpApi({
     'GET /identity': async () => (await nodeRuntime()).identity(),
     // Membership (lib/node/membership.ts): the signed document, and its replacement by a newer one.
     'GET /membership': authed(async (rt) => ({ nodeId: rt.cfg.NODE_ID, membership: await rt.membership.current(true) })),
-    'PUT /membership': authed((rt, req, signer) => rt.membership.update(req.body, signer)),
+    // A new membership can retire witnesses: checkpoint this node's chains again with the new ones.
+    'PUT /membership': authed(async (rt, req, signer) => {
+      const answer = await rt.membership.update(req.body, signer);
+      await rt.audit.rewitness(REWITNESS_BUDGET_MS);
+      return answer;
+    }),
     // This node's own audit chains, verified here and signed with its identity key.
     'GET /audit/verify': authed(async (rt) => auditReport(rt.cfg.NODE_ID, await rt.audit.readAll(), rt.sign)),
     // A bounded read of its chains, for the dashboard's events and security log.

@@ -50,8 +50,8 @@ const fromDashboard = <T>(fn: (rt: Runtime, req: HttpRequest) => Promise<T>) =>
 const keyOf = (req: HttpRequest) => parseKeyId(req.pathParams['keyId']);
 /** A key's version and policy as a quorum of nodes holds them: who may ask for, give and read its approvals. */
 const keyView = (rt: Runtime) => async (keyId: string): Promise<KeyView> => {
-  const k = (await rt.coordinator.describeKey(keyId)).key as { version: number; policy?: unknown };
-  return { version: k.version, policy: k.policy as KeyView['policy'] };
+  const k = (await rt.coordinator.describeKey(keyId)).key as { version: number; type?: string; policy?: unknown };
+  return { version: k.version, ...(k.type ? { type: k.type } : {}), policy: k.policy as KeyView['policy'] };
 };
 
 export const handler = httpApi({

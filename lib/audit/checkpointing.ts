@@ -9,7 +9,10 @@
  * is retried on its next append.
  */
 import type { AuditEntry, AuditLog, AuditRecord } from '../ports.js';
-import { checkpointStatement, isReleasing, shouldCheckpoint, type ChainState, type Checkpoint, type CheckpointPolicy, type SignedCheckpoint } from './checkpoint.js';
+import { checkpointStatement, isReleasing, originOfStream, shouldCheckpoint, type ChainState, type Checkpoint, type CheckpointPolicy, type SignedCheckpoint } from './checkpoint.js';
+
+/** How long a membership change may spend checkpointing a component's chains again (`rewitness`). */
+export const REWITNESS_BUDGET_MS = 5_000;
 
 export interface WitnessAnswer {
   witness: string;
@@ -42,6 +45,48 @@ export class CheckpointingAuditLog<L extends AuditLog> implements AuditLog {
 
   readAll(): Promise<AuditRecord[]> {
     return this.inner.readAll();
+  }
+
+  /**
+   * Checkpoint the head of every chain of this component again, with the witnesses of the
+   * membership as it is now. A membership change can retire the only witness of a chain (an
+   * instance that registered while the other members were down), and a retired member's copies
+   * are no longer read: without this, such a chain would verify as `unregistered`. Witnesses
+   * refuse a head shorter than one they hold, so this cannot bless a truncation they saw.
+   * Best effort within `budgetMs`; never throws.
+   */
+  async rewitness(budgetMs: number): Promise<{ chains: number; witnessed: number }> {
+    const deadline = (this.d.now ?? Date.now)() + budgetMs;
+    let heads: AuditRecord[];
+    try {
+      const byStream = new Map<string, AuditRecord>();
+      for (const r of await this.inner.readAll()) {
+        if (originOfStream(r.stream) !== this.d.origin) continue;
+        const h = byStream.get(r.stream);
+        if (!h || r.seq > h.seq) byStream.set(r.stream, r);
+      }
+      heads = [...byStream.values()];
+    } catch {
+      return { chains: 0, witnessed: 0 };
+    }
+    let witnessed = 0;
+    for (let i = 0; i < heads.length && (this.d.now ?? Date.now)() < deadline; i += 4) {
+      await Promise.all(heads.slice(i, i + 4).map(async (head) => {
+        const now = (this.d.now ?? Date.now)();
+        const checkpoint: Checkpoint = { origin: this.d.origin, stream: head.stream, length: head.seq, head: head.hash, time: new Date(now).toISOString() };
+        try {
+          const answers = await this.d.publish({ checkpoint, signature: this.d.sign(checkpointStatement(checkpoint)) });
+          if (answers.some((a) => a.ok)) {
+            witnessed += 1;
+            const s = this.state.get(head.stream);
+            if (!s || s.witnessedLength <= head.seq) this.state.set(head.stream, { witnessedLength: head.seq, witnessedAt: now, releasesSince: 0 });
+          }
+        } catch {
+          // Best effort: the next append of a live chain checkpoints it anyway.
+        }
+      }));
+    }
+    return { chains: heads.length, witnessed };
   }
 
   /** Checkpoint `record`'s chain when the policy says so. Never throws: the record is written. */

@@ -34,6 +34,8 @@ export const MAX_OPEN_APPROVALS = 8;
 /** What the approval routes need to know of a key: its current version and its policy, as a quorum of nodes holds them. */
 export interface KeyView {
   version: number;
+  /** The key's type: its one purpose says which release approvals are for (decrypt for `encrypt` keys). */
+  type?: string;
   policy: Policy | undefined;
 }
 
@@ -155,8 +157,9 @@ export class Administration {
     if (expiresAt <= now || expiresAt > now + MAX_APPROVAL_MS) throw new BadRequestError('invalid_expiry', 'expiresAt must be in the next 24 hours');
     const view = await keyView(input.keyId);
     const policy = policyOf(view, input.keyId);
-    // Approvals are asked for a reconstruction: only a client that may reconstruct the key may ask.
-    if (!matches(holders(policy, 'reconstruct'), who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not reconstruct key ${input.keyId}`);
+    // Approvals are asked for the key's release (reconstruction, or decryption for an encrypt key): only a client that may do it may ask.
+    const release = view.type === 'encrypt' ? 'decrypt' : 'reconstruct';
+    if (!matches(holders(policy, release), who)) throw new ForbiddenError('not_authorized', `client ${who.name} may not ${release} key ${input.keyId}`);
     const open = (await store.list(input.keyId)).filter((r) => r.request.requester === who.name && r.request.expiresAt > now).length;
     if (open >= MAX_OPEN_APPROVALS) {
       throw new ConflictError('too_many_open_requests', `client ${who.name} already has ${open} open approval requests for key ${input.keyId}; use one or let it expire`);

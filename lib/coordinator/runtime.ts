@@ -27,7 +27,7 @@ import { Federation, updateMembership } from './federation.js';
 import { FederatedAuditReader } from './federated-audit.js';
 import { QuorumError } from '../errors.js';
 import { recordSigStatement } from '../audit/chain.js';
-import { CheckpointingAuditLog, logDegraded, publisher } from '../audit/checkpointing.js';
+import { CheckpointingAuditLog, logDegraded, publisher, REWITNESS_BUDGET_MS } from '../audit/checkpointing.js';
 import { signStatement } from '../crypto/identity.js';
 import { ed25519PublicFromPrivate } from '../crypto/ed25519-signature.js';
 import { toB64 } from '../encoding.js';
@@ -94,7 +94,10 @@ export async function changeMembership(req: HttpRequest, env: NodeJS.ProcessEnv 
     await recordRefusal(b.audit, AUDIT_STREAM, e, { method: req.method, path: req.rawPath, sourceIp: req.sourceIp, signer: signed ? `client:${signed.client}` : undefined, everyFailure: true });
     throw e;
   }
-  return withClientRequest(signed, () => updateMembership({ client: b.client, audit: b.audit, timeoutMs: b.cfg.REQUEST_BUDGET_MS }, b.membership, current, req.body, `client:${signed.client}`));
+  const answer = await withClientRequest(signed, () => updateMembership({ client: b.client, audit: b.audit, timeoutMs: b.cfg.REQUEST_BUDGET_MS }, b.membership, current, req.body, `client:${signed.client}`));
+  // A membership change can retire witnesses: checkpoint the coordinator's chains again with the new ones.
+  await b.audit.rewitness(REWITNESS_BUDGET_MS);
+  return answer;
 }
 
 async function buildBase(env: NodeJS.ProcessEnv, telemetry?: Telemetry) {

@@ -72,7 +72,7 @@ export function hintFor(code: string, message: string, a: ApiAnswer): string | u
   if (code === 'client_unknown') return 'This client is not registered: an administrator registers it with `fedkms clients add NAME --public-key KEY`.';
   if (code === 'client_signature_invalid') return 'The client key does not match the registered public key for this client name.';
   if (code === 'request_stale') return "This machine's clock differs from the federation's by more than the allowed skew (default 60 s).";
-  if (code === 'not_authorized') return "The key's policy does not allow this client to do that; an administrator of the key can change it with `fedkms keys policy KEY --set`.";
+  if (code === 'not_authorized') return "The key's policy does not allow this client to do that; an administrator of the key can change it with `fedkms keys policy KEY --set` (a policy grants only its key's one purpose: secret keys reconstruct, ed25519 keys sign, encrypt keys decrypt).";
   if (code === 'approvals_required' || code === 'approvals_expired') return 'This key needs approvals: `fedkms approvals open KEY`, have approvers run `fedkms approvals approve KEY DIGEST`, then `fedkms reconstruct KEY --request FILE`.';
   if (code === 'key_not_exportable') return 'A key born by DKG is never reconstructed: sign with it (`fedkms sign`) instead.';
   if (code === 'illegal_transition') return 'Allowed: pre-active -> active, compromised, destroyed; active -> disabled, compromised; disabled -> active, compromised, destroyed; compromised -> destroyed.';

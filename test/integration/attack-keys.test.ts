@@ -144,8 +144,10 @@ describe('4. one key, one purpose', () => {
     // Whoever may reconstruct it holds its scalar: it must never be a signing key too.
     expect((await reconstructEndToEnd(stack, 'exportable', bob)).body.secret.hex).toBe('c0ffee');
     const sign = await call(stack, 'POST', '/keys/exportable/sign', { body: { message: toB64(Buffer.from('forged?')) } });
-    expect(sign.status).toBe(409);
-    expect(sign.body.error.code).toBe('key_not_signing');
+    // Refused before any node signs: no policy may grant `sign` on it (403 not_authorized from
+    // the pool's permission check, or 409 key_not_signing from the purpose check, whichever runs first).
+    expect(sign.body.signature).toBeUndefined();
+    expect([[403, 'not_authorized'], [409, 'key_not_signing']]).toContainEqual([sign.status, sign.body.error.code]);
     const pre = await call(stack, 'POST', '/keys/exportable/preprocess', { body: { count: 2 } });
     expect(pre.status).toBeGreaterThanOrEqual(400);
     expect(pre.status).toBeLessThan(500);

@@ -183,7 +183,8 @@ describe('fedkms CLI', () => {
     expect(digest.code).toBe(0);
     expect((await fedkms(['verify', 'cli-signer', '--signature', JSON.parse(digest.stdout).signature.hex, '--digest', 'ab'.repeat(32)])).code).toBe(0);
     expect((await fedkms(['sign', 'cli-signer'])).code).toBe(2);
-    expect((await fedkms(['reconstruct', 'cli-signer'])).code).toBe(1);
+    // A signing key's policy cannot grant reconstruct (one key, one purpose): refused (exit 3).
+    expect((await fedkms(['reconstruct', 'cli-signer'])).code).toBe(3);
   });
 
   it('audit verify: every chain intact', async () => {

@@ -248,6 +248,7 @@ describe('join and retire', () => {
     const imported = await call(stack, 'POST', '/keys', { body: { keyId: 'imported-after', secretHex: 'C0FFEE' } });
     expect(imported.status).toBe(201);
     const audit = await call(stack, 'GET', '/audit/verify');
+    expect(audit.body.problems).toEqual([]);
     expect(audit.body).toMatchObject({ ok: true, complete: true });
     expect(audit.body.nodes.map((n: { nodeId: string }) => n.nodeId)).toEqual(['node2', 'node3', 'node4']);
     // A retired node's own copy says so: it is no longer a member.
