@@ -249,4 +249,26 @@ describe('when a chain is checkpointed', () => {
     await log.append('node#node1', { actor: 'a', action: 'x', outcome: 'success' });
     expect(lengths).toEqual([1, 2]);
   });
+
+  it('after a membership change, checkpoints the head of every chain of its own again (a retired witness), and only its own', async () => {
+    const inner = new MemoryLog();
+    const other = chain(2, 'node#node2#zz', 'node2');
+    const sent: { stream: string; length: number }[] = [];
+    let witnesses = ['node1-only-witness'];
+    const log = new CheckpointingAuditLog(inner, {
+      origin: 'node1',
+      policy,
+      sign: (st) => signStatement(kp.node1.privateKey, st),
+      publish: async (cp) => {
+        sent.push({ stream: cp.checkpoint.stream, length: cp.checkpoint.length });
+        return witnesses.map((w) => ({ witness: w, ok: true }));
+      },
+    });
+    for (let i = 0; i < 3; i++) await log.append('node#node1', { actor: 'a', action: 'key.describe', outcome: 'success' });
+    inner.records.push(...other);
+    sent.length = 0;
+    witnesses = ['node3', 'node4'];
+    expect(await log.rewitness(1_000)).toEqual({ chains: 1, witnessed: 1 });
+    expect(sent).toEqual([{ stream: 'node#node1#i1', length: 3 }]);
+  });
 });
