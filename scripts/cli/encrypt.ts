@@ -98,24 +98,32 @@ async function commit(data: AsyncIterable<Uint8Array>, output: string | undefine
   }
 }
 
-export async function cmdEncrypt(ctx: Ctx, args: string[]): Promise<number> {
-  // Here --key names the encrypt key (as in the issue's `fedkms encrypt --key ID`), not the
-  // client key file of the federation options: the client key then comes from FEDKMS_CLIENT_KEY
-  // or the federation file. Taken out of the values before the federation is resolved.
+/**
+ * The encrypt key that --key names, and its public key (or the exit code of a refusal). Here
+ * --key names the encrypt key (as in the issue's `fedkms encrypt --key ID`), not the client key
+ * file of the federation options: the client key then comes from FEDKMS_CLIENT_KEY or the
+ * federation file. Taken out of the values before the federation is resolved.
+ */
+async function namedEncryptKey(ctx: Ctx, usage: string, what: string): Promise<{ keyId: string; key: Awaited<ReturnType<typeof encryptionKey>> } | number> {
   const keyId = typeof ctx.values['key'] === 'string' ? (ctx.values['key'] as string) : undefined;
   delete ctx.values['key'];
-  if (!keyId) throw new UsageError('encrypt needs --key ID');
+  if (!keyId) throw new UsageError(usage);
   keyIdArg(keyId);
-  const context = parseContext(ctx.values['context']);
-  const [input, output] = args;
-  progressOnStderr();
-  let key;
   try {
-    key = await encryptionKey(ctx.target().client, keyId);
+    return { keyId, key: await encryptionKey(ctx.target().client, keyId) };
   } catch (e) {
-    if (e instanceof DecryptRequestError) return failure(e.answer.status === 200 ? { ...e.answer, status: 409, body: { error: { code: 'key_not_encryption', message: e.message } } } : e.answer, ctx.json, `encrypt with ${keyId}`);
+    if (e instanceof DecryptRequestError) return failure(e.answer.status === 200 ? { ...e.answer, status: 409, body: { error: { code: 'key_not_encryption', message: e.message } } } : e.answer, ctx.json, `${what} ${keyId}`);
     throw e;
   }
+}
+
+export async function cmdEncrypt(ctx: Ctx, args: string[]): Promise<number> {
+  const context = parseContext(ctx.values['context']);
+  const named = await namedEncryptKey(ctx, 'encrypt needs --key ID', 'encrypt with');
+  if (typeof named === 'number') return named;
+  const { keyId, key } = named;
+  const [input, output] = args;
+  progressOnStderr();
   const src = await source(input);
   const quiet = ctx.json || (src.size !== undefined && src.size < PROGRESS_BYTES);
   await commit(encryptFile(key, counted(src.stream, src.size, 'encrypted', quiet), context), output, false);
@@ -152,21 +160,13 @@ export async function cmdDecrypt(ctx: Ctx, args: string[]): Promise<number> {
  * the context IN was encrypted under; --to-context the new one (default: the same).
  */
 export async function cmdReencrypt(ctx: Ctx, args: string[]): Promise<number> {
-  const keyId = typeof ctx.values['key'] === 'string' ? (ctx.values['key'] as string) : undefined;
-  delete ctx.values['key'];
-  if (!keyId) throw new UsageError('reencrypt needs --key DEST (the destination encrypt key)');
-  keyIdArg(keyId);
   const context = parseContext(ctx.values['context']);
   const toContext = ctx.values['to-context'] === undefined ? context : parseContext(ctx.values['to-context']);
+  const named = await namedEncryptKey(ctx, 'reencrypt needs --key DEST (the destination encrypt key)', 'reencrypt to');
+  if (typeof named === 'number') return named;
+  const { keyId, key } = named;
   const [input, output] = args;
   progressOnStderr();
-  let key;
-  try {
-    key = await encryptionKey(ctx.target().client, keyId);
-  } catch (e) {
-    if (e instanceof DecryptRequestError) return failure(e.answer.status === 200 ? { ...e.answer, status: 409, body: { error: { code: 'key_not_encryption', message: e.message } } } : e.answer, ctx.json, `reencrypt to ${keyId}`);
-    throw e;
-  }
   const src = await source(input);
   const quiet = ctx.json || (src.size !== undefined && src.size < PROGRESS_BYTES);
   let from: DecryptResult | undefined;
