@@ -43,7 +43,7 @@ const nodeSchema = z.object({
   REPLAY_TABLE: z.string().check(z.minLength(1)),
   /**
    * Where the node's own secrets are (wrapping key, X25519 and Ed25519 identity keys), read at
-   * run time under its own role (lib/aws/secret-store.ts): a Secrets Manager secret, or locally a file.
+   * run time under its own role (lib/aws/runtime-settings.ts): a Secrets Manager secret, or locally a file.
    */
   NODE_SECRET_ID: z.optional(z.string().check(z.minLength(1))),
   NODE_SECRETS_FILE: z.optional(z.string().check(z.minLength(1))),

@@ -9,7 +9,7 @@ import { DynamoAuditLog } from '../aws/audit-log.js';
 import { DynamoCommitmentPool } from '../aws/commitment-pool.js';
 import { DynamoReplayGuard } from '../aws/replay-guard.js';
 import { DynamoApprovalStore } from '../aws/approval-store.js';
-import { loadSecrets } from '../aws/secret-store.js';
+import { loadSecrets } from '../aws/runtime-settings.js';
 import { recordRefusal } from '../audit/refusal.js';
 import { clientRequestFromHttp } from '../crypto/client-auth.js';
 import type { Principal } from '../access/policy.js';

@@ -6,7 +6,7 @@
  * because this function's cold start is measured against a budget (bench/cold-start.ts).
  */
 import { fromB64 } from '../encoding.js';
-import { loadSecrets } from '../aws/secret-store.js';
+import { loadSecrets } from '../aws/runtime-settings.js';
 import type { HttpRequest } from '../http/api.js';
 import { requireViewer } from './auth.js';
 import { CoordinatorLink } from './coordinator-link.js';

@@ -1,5 +1,5 @@
 /**
- * Wires a node from its environment, its own secrets (read at run time, lib/aws/secret-store.ts)
+ * Wires a node from its environment, its own secrets (read at run time, lib/aws/runtime-settings.ts)
  * and the membership document it holds. Two layers: what depends only on configuration and
  * secrets is built once per warm instance; what depends on the membership (this node's share
  * index, its peers' identity keys) is rebuilt when the document changes.
@@ -8,7 +8,7 @@ import { dynamoClient, s3Client } from '../aws/clients.js';
 import { DynamoAuditLog } from '../aws/audit-log.js';
 import { S3FragmentStore } from '../aws/fragment-store.js';
 import { DynamoReplayGuard } from '../aws/replay-guard.js';
-import { loadSecrets } from '../aws/secret-store.js';
+import { loadSecrets } from '../aws/runtime-settings.js';
 import { identifierFor } from '../crypto/shares.js';
 import type { HttpRequest } from '../http/api.js';
 import { configKey, nodeConfig, secretFields, type NodeConfig } from '../runtime-config.js';

@@ -1,6 +1,6 @@
 /**
  * Membership (lib/federation/membership.ts, lib/node/membership.ts, lib/coordinator/membership.ts)
- * and run-time secrets (lib/aws/secret-store.ts), with in-memory fakes: the rules every version keeps,
+ * and run-time secrets (lib/aws/runtime-settings.ts), with in-memory fakes: the rules every version keeps,
  * who may sign, what a node refuses, and how the coordinator decides which version to believe.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -28,7 +28,7 @@ import { NodeAccess } from '../../lib/node/access';
 import { NodeMembership } from '../../lib/node/membership';
 import { MembershipView } from '../../lib/coordinator/membership';
 import type { NodeClient } from '../../lib/coordinator/node-client';
-import { loadSecrets, forgetSecrets } from '../../lib/aws/secret-store';
+import { loadSecrets, forgetSecrets } from '../../lib/aws/runtime-settings';
 import { MemoryAudit, MemoryReplay, MemoryStore } from '../support/fakes';
 
 function node(id: string, endpoint = `http://127.0.0.1/${id}`) {
